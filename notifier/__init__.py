@@ -1,0 +1,3 @@
+"""tariff-notifier: alerts when a tariff that touches your goods changes."""
+
+__version__ = "0.1.0"
