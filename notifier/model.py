@@ -57,7 +57,7 @@ class Rule:
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's ``data.rule`` object (datetimes as RFC 3339 with offset)."""
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "title": self.title,
             "imposed_by": self.imposed_by,
@@ -70,6 +70,9 @@ class Rule:
             "source": self.source,
             "status": self.status,
         }
+        if self.notes:
+            out["notes"] = self.notes
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Rule:
@@ -85,6 +88,7 @@ class Rule:
             basis=raw.get("basis", ""),
             source=raw.get("source", ""),
             status=raw.get("status", "scheduled"),
+            notes=raw.get("notes", ""),
         )
 
 

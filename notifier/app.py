@@ -1,0 +1,157 @@
+"""The runtime pieces of one notifier, built from a config and torn down together.
+
+``once`` and ``run`` both use an :class:`App`; the daemon only adds scheduling on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+
+import aiohttp
+
+from notifier.config import Config
+from notifier.outbox import Channels, DrainReport, Outbox, build_channels
+from notifier.pipeline import PassReport, Pipeline, utc_now
+from notifier.render import Renderer
+from notifier.store import Store
+from notifier.tagging import Tagger, default_gazetteer_path
+
+log = logging.getLogger("notifier.app")
+
+# Polls in flight at once in a pass (each is mostly waiting on the network).
+POLL_CONCURRENCY = 32
+
+
+def build_renderer(config: Config) -> Renderer:
+    templates = config.model.notifier.templates
+    return Renderer(
+        override_dir=config.resolve(templates) if templates else None, timezone=config.zone
+    )
+
+
+def build_tagger(config: Config) -> Tagger:
+    extra = [config.resolve(p) for p in config.model.tagging.gazetteer]
+    return Tagger.from_files(default_gazetteer_path(), *extra)
+
+
+def parse_pool(workers: int | None = None) -> Executor:
+    """feedparser is CPU-bound: parse in other processes (forkserver: safe with threads)."""
+    context = multiprocessing.get_context("forkserver")
+    return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=context)
+
+
+@dataclass
+class OnceReport:
+    sources: PassReport = field(default_factory=PassReport)
+    delivery: DrainReport = field(default_factory=DrainReport)
+
+
+class App:
+    """Store, HTTP session, channels, renderer, tagger, pipeline and outbox for one config."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        dry_run: bool = False,
+        store_url: str | None = None,
+        parse_in_processes: bool | None = None,
+        channels: Channels | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.dry_run = dry_run
+        self.store_url = store_url or config.state_url
+        use_processes = (
+            parse_in_processes if parse_in_processes is not None else len(config.feeds) >= 4
+        )
+        self._executor: Executor | None = parse_pool() if use_processes else None
+        self._channels = channels
+        self.store: Store
+        self.session: aiohttp.ClientSession
+        self.pipeline: Pipeline
+        self.outbox: Outbox
+        self.renderer: Renderer
+
+    async def __aenter__(self) -> App:
+        self.store = await Store.open(self.store_url)
+        try:
+            if self.store.is_sqlite and not self.dry_run:
+                # SQLite is single-instance: claims left by a killed process are ours.
+                await self.store.release_all_claims()
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=POLL_CONCURRENCY * 2)
+            )
+            self.renderer = build_renderer(self.config)
+            self.pipeline = Pipeline(
+                self.config,
+                self.store,
+                tagger=build_tagger(self.config),
+                session=self.session,
+                clock=self.clock,
+                parse_executor=self._executor,
+                dry_run=self.dry_run,
+            )
+            self.channels = self._channels or build_channels(self.config)
+            await self.channels.open()
+            self.outbox = Outbox(
+                self.config,
+                self.store,
+                renderer=self.renderer,
+                channels=self.channels,
+                clock=self.clock,
+            )
+        except BaseException:
+            await self.store.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.channels.close()
+            await self.session.close()
+        finally:
+            await self.store.close()
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def poll_all(self) -> PassReport:
+        """Poll every feed once, concurrently within a bound; one feed's fault is its own."""
+        report = PassReport()
+        gate = asyncio.Semaphore(POLL_CONCURRENCY)
+
+        async def one(feed_index: int) -> PassReport:
+            async with gate:
+                return await self.pipeline.poll_feed(self.config.feeds[feed_index])
+
+        for result in await asyncio.gather(*(one(i) for i in range(len(self.config.feeds)))):
+            report.merge(result)
+        return report
+
+    async def run_once(self) -> OnceReport:
+        """One pass: calendar, feeds, then every delivery that is due."""
+        report = OnceReport()
+        report.sources.merge(await self.pipeline.check_calendar())
+        report.sources.merge(await self.poll_all())
+        if not self.dry_run:
+            report.delivery = await self.outbox.drain()
+        return report
+
+
+def sqlite_exists(url: str) -> bool:
+    return url.startswith("sqlite:///") and Path(url[len("sqlite:///") :]).exists()

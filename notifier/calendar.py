@@ -1,0 +1,182 @@
+"""Pure calendar logic: what changed between two calendars, and which transitions are due.
+
+Nothing here reads the clock or the store: ``now`` and the stored state are parameters,
+so every rule of "emitted once" can be tested exhaustively and fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from notifier.config import format_duration
+from notifier.model import Event, Rule, stable_id
+
+TransitionKind = Literal["reminder", "effective", "expired"]
+
+# Fields whose change is reported in `changes`, in the order users read them.
+DIFF_FIELDS = (
+    "status",
+    "rate",
+    "effective",
+    "ends",
+    "origins",
+    "hts",
+    "title",
+    "imposed_by",
+    "basis",
+    "source",
+    "notes",
+)
+
+# A transition delivered later than this after its instant is marked `late: true`.
+LATE_AFTER = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    rule: Rule
+    kind: TransitionKind
+    at: datetime
+    remind_before: timedelta | None = None
+
+    @property
+    def event_type(self) -> str:
+        return f"tariff.rule.{self.kind}"
+
+    @property
+    def event_id(self) -> str:
+        before = format_duration(self.remind_before) if self.remind_before else ""
+        return "evt_" + stable_id(self.rule.id, self.kind, self.at.isoformat(), before)
+
+
+def _fingerprint(rule: Rule) -> str:
+    blob = json.dumps(rule.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def rule_changes(old: Rule, new: Rule) -> list[dict[str, Any]]:
+    """Field-level diff ``[{"field", "from", "to"}]`` in :data:`DIFF_FIELDS` order."""
+    before, after = old.to_dict(), new.to_dict()
+    return [
+        {"field": name, "from": before.get(name), "to": after.get(name)}
+        for name in DIFF_FIELDS
+        if before.get(name) != after.get(name)
+    ]
+
+
+def _rule_event(kind: str, rule: Rule, *, now: datetime, event_id: str, **extra: Any) -> Event:
+    data: dict[str, Any] = {"late": False, "rule": rule.to_dict(), "changes": []}
+    data.update(extra)
+    return Event(
+        id=event_id,
+        type=f"tariff.rule.{kind}",
+        timestamp=now,
+        data=data,
+        origins=rule.origins,
+        hts=rule.hts,
+    )
+
+
+def diff_calendar(old: Mapping[str, Rule], new: Sequence[Rule], *, now: datetime) -> list[Event]:
+    """``announced`` / ``changed`` / ``withdrawn`` events between two calendars.
+
+    A rule turning ``revoked`` is a withdrawal (reason ``revoked``), not a change; a rule
+    that appears already revoked is not announced. Event ids derive from the rule
+    snapshots, so the same edit seen twice (a crash before commit, two instances) yields
+    the same id and is emitted once.
+    """
+    events: list[Event] = []
+    current = {rule.id: rule for rule in new}
+    for rule in new:
+        before = old.get(rule.id)
+        if before is None:
+            if rule.status != "revoked":
+                eid = "evt_" + stable_id(rule.id, "announced", _fingerprint(rule))
+                events.append(_rule_event("announced", rule, now=now, event_id=eid))
+            continue
+        changes = rule_changes(before, rule)
+        if not changes:
+            continue
+        if rule.status == "revoked" and before.status != "revoked":
+            eid = "evt_" + stable_id(rule.id, "withdrawn", _fingerprint(rule))
+            events.append(
+                _rule_event(
+                    "withdrawn", rule, now=now, event_id=eid, changes=changes, reason="revoked"
+                )
+            )
+            continue
+        eid = "evt_" + stable_id(rule.id, "changed", _fingerprint(before), _fingerprint(rule))
+        events.append(_rule_event("changed", rule, now=now, event_id=eid, changes=changes))
+    for rule_id, before in old.items():
+        if rule_id not in current and before.status != "revoked":
+            eid = "evt_" + stable_id(rule_id, "withdrawn", _fingerprint(before), "removed")
+            events.append(_rule_event("withdrawn", before, now=now, event_id=eid, reason="removed"))
+    return events
+
+
+def transitions(rule: Rule, *, remind: Iterable[timedelta]) -> list[Transition]:
+    """Every dated transition of one rule, in time order. Paused/revoked rules have none."""
+    if rule.status != "scheduled":
+        return []
+    out = [
+        Transition(rule, "reminder", rule.effective - before, before)
+        for before in sorted(set(remind), reverse=True)
+    ]
+    out.append(Transition(rule, "effective", rule.effective))
+    if rule.ends is not None:
+        out.append(Transition(rule, "expired", rule.ends))
+    return out
+
+
+def all_transitions(rules: Iterable[Rule], *, remind: Iterable[timedelta]) -> list[Transition]:
+    remind = list(remind)
+    found = [tr for rule in rules for tr in transitions(rule, remind=remind)]
+    return sorted(found, key=lambda tr: (tr.at, tr.rule.id, tr.kind))
+
+
+def transition_event(transition: Transition, *, now: datetime) -> Event:
+    """The event for a transition, ``late`` when delivered well after its instant."""
+    extra: dict[str, Any] = {"transition_at": transition.at.isoformat()}
+    if transition.remind_before is not None:
+        extra["remind_before"] = format_duration(transition.remind_before)
+    event = _rule_event(
+        transition.kind, transition.rule, now=now, event_id=transition.event_id, **extra
+    )
+    data = dict(event.data)
+    data["late"] = now - transition.at > LATE_AFTER
+    return Event(
+        id=event.id,
+        type=event.type,
+        timestamp=transition.at,
+        data=data,
+        origins=event.origins,
+        hts=event.hts,
+    )
+
+
+def due_transitions(
+    rules: Mapping[str, tuple[Rule, datetime]],
+    *,
+    remind: Iterable[timedelta],
+    now: datetime,
+    late_limit: timedelta,
+) -> list[Transition]:
+    """Transitions whose instant has come, not older than ``late_limit``.
+
+    ``rules`` maps id -> (rule, known since). A transition before the rule became known
+    is never due: on the first start that is the silent baseline; for a rule added later
+    its ``announced`` alert already tells the story. The caller drops the ones whose
+    event id is already in the store.
+    """
+    remind = list(remind)
+    due: list[Transition] = []
+    for rule, known_since in rules.values():
+        for transition in transitions(rule, remind=remind):
+            if known_since < transition.at <= now and now - transition.at <= late_limit:
+                due.append(transition)
+    return sorted(due, key=lambda tr: (tr.at, tr.rule.id, tr.kind))

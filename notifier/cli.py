@@ -1,0 +1,148 @@
+"""Command line: the composition root. Parses arguments, builds the app, maps errors to
+exit codes (0 ok, 1 runtime failure, 2 bad usage or invalid config) and prints results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from notifier import __version__
+from notifier.config import Config, load_config
+from notifier.errors import ConfigError, NotifierError, StoreError
+from notifier.resources import shipped_path
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("notifier")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits 2 on bad usage: keep that
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        default=argparse.SUPPRESS,
+        help="config file (default: $NOTIFIER_CONFIG, else config/notifier.toml)",
+    )
+    common.add_argument(
+        "--log-level", default=argparse.SUPPRESS, choices=["debug", "info", "warning", "error"]
+    )
+    common.add_argument("--log-format", default=argparse.SUPPRESS, choices=["text", "json"])
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = _Parser(prog="tariff-notifier", description=__doc__, parents=[common])
+    parser.add_argument("--version", action="version", version=f"tariff-notifier {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("run", parents=[common], help="the daemon, in the foreground")
+    once = sub.add_parser("once", parents=[common], help="one pass, then exit")
+    once.add_argument("--dry-run", action="store_true", help="print alerts; write and send nothing")
+    sub.add_parser("check", parents=[common], help="validate config, calendar and templates")
+    cal = sub.add_parser("calendar", parents=[common], help="upcoming transitions")
+    cal.add_argument("--from", dest="start", help="start date (YYYY-MM-DD; default: now)")
+    cal.add_argument("--days", type=int, default=90, help="window length in days (default 90)")
+    cal.add_argument("--json", action="store_true")
+    cal.add_argument("--ics", type=Path, help="write an RFC 5545 calendar to this file")
+    dl = sub.add_parser("deliveries", parents=[common], help="the delivery log; `retry ID…`")
+    dl.add_argument("action", nargs="*", help="`retry ID…` re-queues dead deliveries")
+    dl.add_argument("--status", choices=["queued", "sent", "failed", "dead"])
+    dl.add_argument("--json", action="store_true")
+    dl.add_argument("--limit", type=int, default=200)
+    test = sub.add_parser("send-test", parents=[common], help="send a sample alert")
+    test.add_argument("subscriber_id")
+    sub.add_parser("demo", parents=[common], help="offline replay of the April-May 2025 story")
+    sub.add_parser("migrate", parents=[common], help="create or upgrade the state schema")
+    return parser
+
+
+def config_path(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The config to load, and the state base when it is the one inside the package."""
+    given = getattr(args, "config", None) or os.environ.get("NOTIFIER_CONFIG")
+    if given:
+        return Path(given), None
+    local = Path("config/notifier.toml")
+    if local.exists():
+        return local, None
+    # Installed from a wheel and run elsewhere: the shipped config, state in the cwd.
+    return shipped_path("config") / "notifier.toml", Path.cwd()
+
+
+def load(args: argparse.Namespace) -> Config:
+    path, state_base = config_path(args)
+    return load_config(path, state_base=state_base)
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    from notifier.logs import configure_logging
+
+    configure_logging(
+        level=getattr(args, "log_level", None) or os.environ.get("NOTIFIER_LOG_LEVEL", "info"),
+        fmt=getattr(args, "log_format", None) or "text",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args)
+    try:
+        return dispatch(args)
+    except ConfigError as exc:
+        print(f"tariff-notifier: invalid config: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as exc:
+        print(f"tariff-notifier: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except NotifierError as exc:
+        print(f"tariff-notifier: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    from notifier import commands
+
+    if args.command == "demo":
+        from notifier.demo import run_demo
+
+        return run_demo()
+    config = load(args)
+    handler = {
+        "check": commands.check,
+        "once": commands.once,
+        "run": commands.run,
+        "calendar": commands.calendar,
+        "deliveries": commands.deliveries,
+        "send-test": commands.send_test,
+        "migrate": commands.migrate,
+    }[args.command]
+    return handler(config, args)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(coro)

@@ -1,0 +1,325 @@
+"""The delivery side: claim due deliveries, render, send through a channel, record.
+
+Each delivery is its own task under a concurrency bound, so one slow or dead endpoint
+holds one slot, never the queue. A delivery's id is fixed when its row is written (with
+the event, in one transaction); it is the ``webhook-id`` and the ``Message-ID`` of every
+attempt, so a retry after a crash is recognisably the same message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import socket
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parseaddr
+from typing import Any
+
+from notifier.channels.base import Channel
+from notifier.channels.email import SmtpChannel
+from notifier.channels.maildir import MaildirChannel
+from notifier.channels.webhook import WebhookChannel
+from notifier.config import Config, SubscriberSection
+from notifier.model import (
+    Delivery,
+    EmailMessage,
+    Event,
+    SendResult,
+    WebhookMessage,
+    stable_id,
+)
+from notifier.render import Renderer
+from notifier.routing import next_attempt
+from notifier.store import Store
+
+log = logging.getLogger("notifier.outbox")
+
+DEFAULT_SENDER = "tariff-notifier <tariff-notifier@localhost>"
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+@dataclass
+class DrainReport:
+    sent: int = 0
+    retry: int = 0
+    failed: int = 0
+    dead: int = 0
+    outcomes: list[tuple[str, str, str]] = field(default_factory=list)  # (id, outcome, detail)
+
+    def add(self, delivery_id: str, status: str, detail: str) -> None:
+        counter = "retry" if status == "queued" else status
+        setattr(self, counter, getattr(self, counter) + 1)
+        self.outcomes.append((delivery_id, status, detail))
+
+
+@dataclass
+class Channels:
+    email: Channel[EmailMessage]
+    webhook: Channel[WebhookMessage]
+
+    async def open(self) -> None:
+        await self.email.open()
+        await self.webhook.open()
+
+    async def close(self) -> None:
+        await self.email.close()
+        await self.webhook.close()
+
+
+def build_channels(config: Config) -> Channels:
+    """SMTP when ``[smtp]`` is configured, else a Maildir under the state folder."""
+    smtp = config.model.smtp
+    timeout_s = config.model.delivery.timeout.total_seconds()
+    email: Channel[EmailMessage]
+    if smtp is not None:
+        email = SmtpChannel(
+            host=smtp.host,
+            port=smtp.port,
+            security=smtp.security,
+            username=smtp.username,
+            password=smtp.password,
+            sender=smtp.sender,
+            timeout_s=timeout_s,
+            pool_size=smtp.pool_size,
+        )
+    else:
+        email = MaildirChannel(config.state_dir / "maildir", sender=DEFAULT_SENDER)
+    return Channels(email=email, webhook=WebhookChannel(timeout_s=timeout_s))
+
+
+def unsubscribe_token(secret: str, subscriber_id: str, target: str) -> str:
+    """An unforgeable token for RFC 8058 one-click unsubscribe links."""
+    mac = hmac.new(secret.encode(), f"{subscriber_id}\x1f{target}".encode(), hashlib.sha256)
+    return mac.hexdigest()[:32]
+
+
+class Outbox:
+    """Drains due deliveries through the channels."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        renderer: Renderer,
+        channels: Channels,
+        clock: Callable[[], datetime],
+        worker: str | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.renderer = renderer
+        self.channels = channels
+        self.clock = clock
+        self.worker = worker or worker_name()
+        self._unsubscribe_secret: str | None = None
+        self.on_result: Callable[[Delivery, str, float], None] | None = None
+
+    def reconfigure(self, config: Config, renderer: Renderer) -> None:
+        self.config, self.renderer = config, renderer
+
+    @property
+    def lease(self) -> timedelta:
+        # Long enough for one attempt plus the store round trips, short enough that a
+        # killed worker's claims return to the queue quickly.
+        return self.config.model.delivery.timeout * 2 + timedelta(seconds=30)
+
+    def _subscriber(self, subscriber_id: str) -> SubscriberSection | None:
+        return next((s for s in self.config.subscribers if s.id == subscriber_id), None)
+
+    async def _unsubscribe_url(self, sub: SubscriberSection, target: str) -> str | None:
+        base = self.config.model.notifier.public_url
+        if not base:
+            return None
+        if self._unsubscribe_secret is None:
+            self._unsubscribe_secret = (
+                self.config.model.notifier.unsubscribe_secret
+                or await self.store.get_meta("unsubscribe_secret")
+                or ""
+            )
+        token = unsubscribe_token(self._unsubscribe_secret, sub.id, target)
+        return f"{base.rstrip('/')}/unsubscribe/{sub.id}/{token}"
+
+    def _message_id(self, seed: str) -> str:
+        sender = self.config.model.smtp.sender if self.config.model.smtp else DEFAULT_SENDER
+        domain = parseaddr(sender)[1].rpartition("@")[2] or "tariff-notifier.local"
+        return f"<{seed}@{domain}>"
+
+    async def _email_headers(self, unsubscribe: str | None) -> dict[str, str]:
+        if not unsubscribe:
+            return {}
+        return {
+            "List-Unsubscribe": f"<{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+
+    # --- one delivery ------------------------------------------------------------------
+
+    async def attempt(self, delivery: Delivery, event: Event) -> SendResult:
+        """Render and send one delivery (no bookkeeping)."""
+        sub = self._subscriber(delivery.subscriber_id)
+        if sub is None:
+            return SendResult("failed", "subscriber is no longer in the config")
+        if delivery.channel == "email":
+            unsubscribe = await self._unsubscribe_url(sub, delivery.target)
+            rendered = self.renderer.render_email(
+                event, subscriber_id=sub.id, unsubscribe_url=unsubscribe
+            )
+            message = EmailMessage(
+                message_id=self._message_id(delivery.id),
+                recipient=delivery.target,
+                subject=rendered.subject,
+                text=rendered.text,
+                html=rendered.html,
+                headers=await self._email_headers(unsubscribe),
+            )
+            return await self.channels.email.send(message)
+        if sub.format == "slack":
+            body = json.dumps({"text": self.renderer.render_slack(event)}).encode()
+            secret = None
+        else:
+            body = json.dumps(event.payload(), separators=(",", ":")).encode()
+            secret = sub.secret
+        hook = WebhookMessage(webhook_id=delivery.id, url=delivery.target, body=body, secret=secret)
+        return await self.channels.webhook.send(hook)
+
+    async def _finish(self, delivery: Delivery, result: SendResult, report: DrainReport) -> None:
+        now = self.clock()
+        attempts = delivery.attempts + 1
+        next_at = None
+        if result.outcome == "sent":
+            status = "sent"
+        elif result.outcome == "failed":
+            status = "failed"
+        else:
+            next_at = next_attempt(
+                attempts=attempts,
+                backoff=self.config.model.delivery.backoff,
+                now=now,
+                retry_after_s=result.retry_after_s,
+            )
+            status = "queued" if next_at is not None else "dead"
+        await self.store.record_attempt(
+            delivery.id,
+            now=now,
+            outcome=result.outcome,
+            status=status,
+            attempts=attempts,
+            next_at=next_at,
+            detail=result.detail or None,
+        )
+        if result.outcome == "failed" and result.detail.startswith("gone:"):
+            await self.store.mark_gone(
+                delivery.subscriber_id, delivery.target, config_hash="", now=now
+            )
+        if status != "sent":
+            log.warning(
+                "delivery %s to %s (%s) %s after attempt %d: %s",
+                delivery.id,
+                delivery.subscriber_id,
+                delivery.channel,
+                {"queued": "will retry", "failed": "failed", "dead": "is dead"}[status],
+                attempts,
+                result.detail,
+            )
+        report.add(delivery.id, status, result.detail)
+        if self.on_result is not None:
+            latency = (now - delivery.created_at).total_seconds()
+            self.on_result(delivery, status, latency)
+
+    async def _deliver(self, delivery: Delivery, event: Event | None, report: DrainReport) -> None:
+        try:
+            if event is None:
+                result = SendResult("failed", "event missing from the store")
+            else:
+                result = await self.attempt(delivery, event)
+        except Exception as exc:  # a bug or a template error must not stop the others
+            log.exception("delivery %s raised", delivery.id)
+            result = SendResult("retry", f"internal error: {type(exc).__name__}: {exc}"[:500])
+        await self._finish(delivery, result, report)
+
+    # --- draining ----------------------------------------------------------------------
+
+    async def drain(self, *, stop: asyncio.Event | None = None) -> DrainReport:
+        """Send everything due now; return when nothing due is left or ``stop`` is set.
+
+        Keeps up to ``[delivery] concurrency`` attempts in flight, claiming more as slots
+        free up, so a slow endpoint delays only its own deliveries.
+        """
+        report = DrainReport()
+        limit = self.config.model.delivery.concurrency
+        in_flight: set[asyncio.Task[None]] = set()
+        while True:
+            free = limit - len(in_flight)
+            if free > 0 and not (stop and stop.is_set()):
+                batch = await self.store.claim_due(
+                    now=self.clock(), limit=free, worker=self.worker, lease=self.lease
+                )
+                events = await self.store.events_by_id(d.event_id for d in batch)
+                for delivery in batch:
+                    task = self._deliver(delivery, events.get(delivery.event_id), report)
+                    in_flight.add(asyncio.create_task(task))
+            if not in_flight:
+                break
+            _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        await self.drain_digests(report)
+        return report
+
+    async def drain_digests(self, report: DrainReport) -> None:
+        """Send the digests whose time has come: one email per subscriber address."""
+        batch = await self.store.claim_due(
+            now=self.clock(), limit=10_000, worker=self.worker, lease=self.lease, digest=True
+        )
+        if not batch:
+            return
+        events = await self.store.events_by_id(d.event_id for d in batch)
+        groups: dict[tuple[str, str, Any], list[Delivery]] = defaultdict(list)
+        for delivery in batch:
+            groups[(delivery.subscriber_id, delivery.target, delivery.digest_at)].append(delivery)
+        for (subscriber_id, target, _), members in groups.items():
+            result = await self._send_digest(subscriber_id, target, members, events)
+            for delivery in members:
+                await self._finish(delivery, result, report)
+
+    async def _send_digest(
+        self,
+        subscriber_id: str,
+        target: str,
+        members: Sequence[Delivery],
+        events: dict[str, Event],
+    ) -> SendResult:
+        sub = self._subscriber(subscriber_id)
+        if sub is None or not sub.digest:
+            return SendResult("failed", "subscriber or its digest is no longer in the config")
+        ordered = sorted(
+            (events[d.event_id] for d in members if d.event_id in events),
+            key=lambda e: (e.timestamp, e.id),
+        )
+        try:
+            unsubscribe = await self._unsubscribe_url(sub, target)
+            rendered = self.renderer.render_digest(
+                ordered, subscriber_id=sub.id, unsubscribe_url=unsubscribe, period=sub.digest
+            )
+            seed = "dig_" + stable_id(*sorted(d.id for d in members))
+            message = EmailMessage(
+                message_id=self._message_id(seed),
+                recipient=target,
+                subject=rendered.subject,
+                text=rendered.text,
+                html=rendered.html,
+                headers=await self._email_headers(unsubscribe),
+            )
+            return await self.channels.email.send(message)
+        except Exception as exc:
+            log.exception("digest for %s raised", subscriber_id)
+            return SendResult("retry", f"internal error: {type(exc).__name__}: {exc}"[:500])

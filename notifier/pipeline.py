@@ -1,0 +1,307 @@
+"""Sources to the outbox: poll a feed or check the calendar, diff, match, and commit the
+new state together with the events and their deliveries (transactional outbox).
+
+urlwatch saves the new snapshot before it sends, so an SMTP outage turns a change into
+the baseline and the alert is lost (PITFALLS.md). Here the snapshot, the event and its
+deliveries commit in one transaction: after a crash either all of them exist or none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from notifier.calendar import diff_calendar, due_transitions, transition_event
+from notifier.config import Config, FeedSection
+from notifier.errors import FetchError
+from notifier.feeds import diff_entries, fetch_feed, parse_feed
+from notifier.matching import SubscriberIndex
+from notifier.model import Entry, Event, stable_id
+from notifier.routing import plan_deliveries
+from notifier.store import Store
+from notifier.tagging import Tagger
+
+log = logging.getLogger("notifier.pipeline")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class PassReport:
+    """What one pass did: for the CLI's summary and for tests."""
+
+    events: list[Event] = field(default_factory=list)
+    deliveries: int = 0
+    feed_errors: dict[str, str] = field(default_factory=dict)
+    feeds_polled: int = 0
+    feeds_unchanged: int = 0
+    baselined: list[str] = field(default_factory=list)
+
+    def merge(self, other: PassReport) -> None:
+        self.events += other.events
+        self.deliveries += other.deliveries
+        self.feed_errors.update(other.feed_errors)
+        self.feeds_polled += other.feeds_polled
+        self.feeds_unchanged += other.feeds_unchanged
+        self.baselined += other.baselined
+
+
+def entry_event(
+    feed: FeedSection,
+    entry: Entry,
+    *,
+    kind: str,
+    tagger: Tagger,
+    now: datetime,
+    changes: list[dict[str, Any]],
+) -> Event:
+    """A ``feed.entry.new|updated`` event; its id is feed + entry key + content hash."""
+    text = f"{entry.title}\n{entry.summary}"
+    reference = datetime.fromisoformat(entry.published) if entry.published else now
+    tags = tagger.tag(text, reference=reference)
+    return Event(
+        id="evt_" + stable_id(feed.id, entry.key, entry.content_hash),
+        type=f"feed.entry.{kind}",
+        timestamp=now,
+        data={
+            "feed": feed.id,
+            "feed_title": feed.title,
+            "entry": entry.to_dict(),
+            "tags": tags.to_dict(),
+            "changes": changes,
+        },
+        origins=tags.origins,
+        hts=tags.hts,
+        text=text,
+    )
+
+
+class Pipeline:
+    """The source side of one notifier: feeds and calendar in, outbox rows out."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        tagger: Tagger,
+        session: aiohttp.ClientSession,
+        clock: Clock = utc_now,
+        parse_executor: Executor | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.tagger = tagger
+        self.session = session
+        self.clock = clock
+        self.parse_executor = parse_executor
+        self.dry_run = dry_run
+        self.index = SubscriberIndex(config.subscribers)
+
+    def reconfigure(self, config: Config) -> None:
+        self.config = config
+        self.index = SubscriberIndex(config.subscribers)
+
+    async def _plan(self, events: list[Event], *, now: datetime) -> list[tuple[Event, list[Any]]]:
+        gone = await self.store.gone()
+        zone = self.config.zone
+        return [
+            (e, plan_deliveries(e, self.index.match(e), now=now, zone=zone, gone=gone))
+            for e in events
+        ]
+
+    # --- feeds -------------------------------------------------------------------------
+
+    async def poll_feed(self, feed: FeedSection) -> PassReport:
+        """Poll one feed; never raises for the feed's own faults (they are recorded)."""
+        report = PassReport(feeds_polled=1)
+        states = await self.store.feed_states()
+        state = states.get(feed.id)
+        try:
+            fetched = await fetch_feed(
+                self.session,
+                feed.url,
+                etag=state.etag if state else None,
+                last_modified=state.last_modified if state else None,
+                timeout_s=feed.timeout.total_seconds(),
+                max_bytes=feed.max_bytes,
+            )
+            unchanged = fetched.status == 304 or (
+                state is not None and fetched.body_hash == state.body_hash
+            )
+            entries: list[Entry] = []
+            if not unchanged:
+                assert fetched.body is not None
+                entries = await self._parse(fetched.body, fetched.content_type, fetched.final_url)
+        except FetchError as exc:
+            await self._record_failure(feed, str(exc), report)
+            return report
+        now = self.clock()
+        if unchanged:
+            report.feeds_unchanged = 1
+            if not self.dry_run:
+                async with self.store.transaction() as tx:
+                    await self.store.record_poll(
+                        tx,
+                        feed.id,
+                        now=now,
+                        error=None,
+                        etag=fetched.etag or (state.etag if state else None),
+                        last_modified=fetched.last_modified
+                        or (state.last_modified if state else None),
+                        body_hash=state.body_hash
+                        if state and fetched.status == 304
+                        else fetched.body_hash,
+                    )
+            return report
+        seen = await self.store.seen_entries(feed.id)
+        first_poll = state is None and not seen
+        events: list[Event] = []
+        to_remember = entries
+        if first_poll:
+            report.baselined.append(feed.id)
+        else:
+            hashes = {key: row[0] for key, row in seen.items()}
+            changed = diff_entries(hashes, entries)
+            to_remember = [entry for _, entry in changed]
+            for kind, entry in changed:
+                changes = _entry_changes(seen.get(entry.key), entry) if kind == "updated" else []
+                events.append(
+                    entry_event(
+                        feed, entry, kind=kind, tagger=self.tagger, now=now, changes=changes
+                    )
+                )
+        planned = await self._plan(events, now=now)
+        await self._commit(
+            planned,
+            report,
+            now=now,
+            write=lambda tx: self._save_feed(tx, feed, fetched, to_remember, now=now),
+        )
+        return report
+
+    async def _save_feed(
+        self, tx: Any, feed: FeedSection, fetched: Any, entries: list[Entry], *, now: datetime
+    ) -> None:
+        await self.store.remember_entries(tx, feed.id, entries, now=now)
+        await self.store.record_poll(
+            tx,
+            feed.id,
+            now=now,
+            error=None,
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+            body_hash=fetched.body_hash,
+        )
+
+    async def _parse(self, body: bytes, content_type: str | None, url: str) -> list[Entry]:
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(
+            self.parse_executor, _parse_entries, body, content_type, url
+        )
+        return result
+
+    async def _record_failure(self, feed: FeedSection, error: str, report: PassReport) -> None:
+        report.feed_errors[feed.id] = error
+        if self.dry_run:
+            log.warning("feed %s failed: %s", feed.id, error)
+            return
+        async with self.store.transaction() as tx:
+            failures = await self.store.record_poll(tx, feed.id, now=self.clock(), error=error)
+        # Log once per state change, not on every failing poll of a dead feed.
+        if failures == 1:
+            log.warning("feed %s failed: %s", feed.id, error)
+        else:
+            log.debug("feed %s still failing (%d in a row): %s", feed.id, failures, error)
+
+    # --- calendar ----------------------------------------------------------------------
+
+    async def check_calendar(self) -> PassReport:
+        """Diff the configured calendar against the stored one and fire due transitions."""
+        report = PassReport()
+        now = self.clock()
+        known = await self.store.known_rules()
+        baseline = await self.store.get_meta("calendar_baseline_at")
+        rules = self.config.rules
+        events: list[Event] = []
+        if baseline is None:
+            report.baselined.append("calendar")
+        else:
+            events = diff_calendar({k: v[0] for k, v in known.items()}, rules, now=now)
+
+        async def save(tx: Any) -> None:
+            await self.store.save_rules(tx, rules, now=now)
+            if baseline is None:
+                await self.store.set_meta(tx, "calendar_baseline_at", now.isoformat())
+
+        await self._commit(await self._plan(events, now=now), report, now=now, write=save)
+        # Transitions come from the calendar as just stored (known_since kept per rule).
+        stored = (
+            await self.store.known_rules()
+            if not self.dry_run
+            else {r.id: (r, known[r.id][1] if r.id in known else now) for r in rules}
+        )
+        due = due_transitions(
+            stored,
+            remind=self.config.model.calendar.remind,
+            now=now,
+            late_limit=self.config.model.notifier.late_limit,
+        )
+        done = await self.store.emitted(tr.event_id for tr in due)
+        fresh = [transition_event(tr, now=now) for tr in due if tr.event_id not in done]
+        if fresh:
+            await self._commit(await self._plan(fresh, now=now), report, now=now)
+        return report
+
+    # --- the outbox write --------------------------------------------------------------
+
+    async def _commit(
+        self,
+        planned: list[tuple[Event, list[Any]]],
+        report: PassReport,
+        *,
+        now: datetime,
+        write: Callable[[Any], Any] | None = None,
+    ) -> None:
+        if self.dry_run:
+            for event, deliveries in planned:
+                report.events.append(event)
+                report.deliveries += len(deliveries)
+            return
+        async with self.store.transaction() as tx:
+            if write is not None:
+                await write(tx)
+            for event, deliveries in planned:
+                if await self.store.emit(tx, event, deliveries, now=now):
+                    report.events.append(event)
+                    report.deliveries += len(deliveries)
+
+
+def _parse_entries(body: bytes, content_type: str | None, url: str) -> list[Entry]:
+    """Top-level (picklable) so it can run in a process pool."""
+    parsed = parse_feed(body, content_type=content_type, base_url=url)
+    return list(getattr(parsed, "entries", parsed))
+
+
+def _entry_changes(previous: tuple[str, str, str] | None, entry: Entry) -> list[dict[str, Any]]:
+    if previous is None:
+        return []
+    _, title, summary = previous
+    changes = []
+    if title != entry.title:
+        changes.append({"field": "title", "from": title, "to": entry.title})
+    if summary != entry.summary:
+        changes.append({"field": "summary", "from": summary, "to": entry.summary})
+    return changes

@@ -1,0 +1,551 @@
+"""The state store: one seam for SQLite and PostgreSQL.
+
+Queries are named methods; write transactions are explicit (``async with
+store.transaction() as tx``) so that a state change, the events it produces and their
+deliveries commit together (transactional outbox) or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from notifier.errors import StoreError
+from notifier.model import Delivery, Entry, Event, Rule
+from notifier.store import schema as t
+
+__all__ = ["FeedState", "Store"]
+
+SCHEMA_VERSION = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    feed_id: str
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    last_poll_at: datetime | None
+    last_ok_at: datetime | None
+    last_error: str | None
+    failures: int
+
+
+def async_url(url: str) -> str:
+    """Map a user-facing SQLAlchemy URL to its asyncio driver."""
+    if url.startswith("sqlite:///") or url == "sqlite://":
+        return "sqlite+aiosqlite" + url[len("sqlite") :]
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        return Path(url[len("sqlite:///") :])
+    return None
+
+
+def _delivery_from_row(row: Any) -> Delivery:
+    return Delivery(
+        id=row.id,
+        event_id=row.event_id,
+        subscriber_id=row.subscriber_id,
+        channel=row.channel,
+        target=row.target,
+        status=row.status,
+        attempts=row.attempts,
+        next_at=row.next_at,
+        created_at=row.created_at,
+        last_error=row.last_error,
+        sent_at=row.sent_at,
+        digest_at=row.digest_at,
+    )
+
+
+def _event_from_row(row: Any) -> Event:
+    return Event(
+        id=row.id,
+        type=row.type,
+        timestamp=row.timestamp,
+        data=row.data,
+        origins=tuple(row.origins),
+        hts=tuple(row.hts),
+        text=row.text,
+    )
+
+
+class Store:
+    """Async access to the state database."""
+
+    def __init__(self, engine: AsyncEngine, *, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self.is_sqlite = engine.dialect.name == "sqlite"
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, url: str, *, create: bool = True) -> Store:
+        """Open (and on first start create) the store at a SQLAlchemy URL."""
+        path = _sqlite_path(url)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create state folder {path.parent}: {exc}") from None
+            if path.parent.exists() and not os.access(path.parent, os.W_OK):
+                raise StoreError(f"state folder {path.parent} is not writable")
+        engine = create_async_engine(async_url(url), pool_pre_ping=path is None)
+        if engine.dialect.name == "sqlite":
+            _configure_sqlite(engine)
+        store = cls(engine, url=url)
+        try:
+            if create:
+                async with engine.begin() as conn:
+                    await conn.run_sync(t.metadata.create_all)
+                    await store._init_meta(conn)
+        except (OperationalError, DBAPIError, OSError) as exc:
+            await engine.dispose()
+            raise StoreError(f"cannot open state store: {_short(exc)}") from None
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite: one writer, no upgrade races)."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(notifier_write=True)
+                async with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            raise StoreError(f"state store write failed: {_short(exc)}") from None
+
+    async def _init_meta(self, conn: AsyncConnection) -> None:
+        existing = await conn.scalar(sa.select(t.meta.c.value).where(t.meta.c.key == "schema"))
+        if existing is None:
+            await conn.execute(
+                t.meta.insert(),
+                [
+                    {"key": "schema", "value": SCHEMA_VERSION},
+                    {"key": "unsubscribe_secret", "value": secrets.token_urlsafe(32)},
+                ],
+            )
+
+    # --- meta --------------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self.engine.connect() as conn:
+            return await conn.scalar(sa.select(t.meta.c.value).where(t.meta.c.key == key))
+
+    async def set_meta(self, conn: AsyncConnection, key: str, value: str) -> None:
+        done = await conn.execute(t.meta.update().where(t.meta.c.key == key).values(value=value))
+        if done.rowcount == 0:
+            await conn.execute(t.meta.insert().values(key=key, value=value))
+
+    # --- feeds -------------------------------------------------------------------------
+
+    async def feed_states(self) -> dict[str, FeedState]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(t.feed_state))).all()
+        return {r.feed_id: FeedState(**r._mapping) for r in rows}
+
+    async def seen_entries(self, feed_id: str) -> dict[str, tuple[str, str, str]]:
+        """Entry key -> (content hash, title, summary) of everything seen in a feed."""
+        c = t.seen_entries.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(c.entry_key, c.content_hash, c.title, c.summary).where(
+                    c.feed_id == feed_id
+                )
+            )
+            return {r.entry_key: (r.content_hash, r.title, r.summary) for r in rows}
+
+    async def record_poll(
+        self,
+        conn: AsyncConnection,
+        feed_id: str,
+        *,
+        now: datetime,
+        error: str | None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        body_hash: str | None = None,
+    ) -> int:
+        """Record a poll's outcome; returns the feed's consecutive failure count."""
+        current = (
+            await conn.execute(sa.select(t.feed_state).where(t.feed_state.c.feed_id == feed_id))
+        ).first()
+        values: dict[str, Any] = {"last_poll_at": now}
+        if error is None:
+            values.update(last_ok_at=now, last_error=None, failures=0)
+            if etag is not None or last_modified is not None or body_hash is not None:
+                values.update(etag=etag, last_modified=last_modified, body_hash=body_hash)
+        else:
+            values.update(last_error=error, failures=(current.failures if current else 0) + 1)
+        if current is None:
+            await conn.execute(t.feed_state.insert().values(feed_id=feed_id, **values))
+        else:
+            await conn.execute(
+                t.feed_state.update().where(t.feed_state.c.feed_id == feed_id).values(**values)
+            )
+        return int(values.get("failures", 0))
+
+    async def remember_entries(
+        self, conn: AsyncConnection, feed_id: str, entries: Iterable[Entry], *, now: datetime
+    ) -> None:
+        """Upsert the content hash of each entry (new or changed)."""
+        for entry in entries:
+            done = await conn.execute(
+                t.seen_entries.update()
+                .where(
+                    (t.seen_entries.c.feed_id == feed_id)
+                    & (t.seen_entries.c.entry_key == entry.key)
+                )
+                .values(
+                    content_hash=entry.content_hash,
+                    title=entry.title,
+                    summary=entry.summary,
+                    last_seen_at=now,
+                )
+            )
+            if done.rowcount == 0:
+                await conn.execute(
+                    t.seen_entries.insert().values(
+                        feed_id=feed_id,
+                        entry_key=entry.key,
+                        content_hash=entry.content_hash,
+                        title=entry.title,
+                        summary=entry.summary,
+                        first_seen_at=now,
+                        last_seen_at=now,
+                    )
+                )
+
+    # --- calendar ----------------------------------------------------------------------
+
+    async def known_rules(self) -> dict[str, tuple[Rule, datetime]]:
+        """The last stored calendar: rule id -> (rule, known since)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(t.rules))
+            return {r.rule_id: (Rule.from_dict(r.data), r.known_since) for r in rows}
+
+    async def save_rules(
+        self, conn: AsyncConnection, current: Sequence[Rule], *, now: datetime
+    ) -> None:
+        """Make the stored calendar equal ``current``, keeping each rule's ``known_since``."""
+        known = {
+            r.rule_id: r.data
+            for r in await conn.execute(sa.select(t.rules.c.rule_id, t.rules.c.data))
+        }
+        wanted = {rule.id: rule for rule in current}
+        gone = set(known) - set(wanted)
+        if gone:
+            await conn.execute(t.rules.delete().where(t.rules.c.rule_id.in_(gone)))
+        for rule_id, rule in wanted.items():
+            data = rule.to_dict()
+            if rule_id not in known:
+                await conn.execute(
+                    t.rules.insert().values(
+                        rule_id=rule_id, data=data, known_since=now, updated_at=now
+                    )
+                )
+            elif known[rule_id] != data:
+                await conn.execute(
+                    t.rules.update()
+                    .where(t.rules.c.rule_id == rule_id)
+                    .values(data=data, updated_at=now)
+                )
+
+    # --- events and the outbox ---------------------------------------------------------
+
+    async def emitted(self, event_ids: Iterable[str]) -> set[str]:
+        ids = list(event_ids)
+        found: set[str] = set()
+        async with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = await conn.execute(sa.select(t.events.c.id).where(t.events.c.id.in_(chunk)))
+                found.update(r.id for r in rows)
+        return found
+
+    async def emit(
+        self,
+        conn: AsyncConnection,
+        event: Event,
+        deliveries: Sequence[Delivery],
+        *,
+        now: datetime,
+    ) -> bool:
+        """Insert an event and its deliveries unless the event exists. True if inserted."""
+        exists = await conn.scalar(sa.select(t.events.c.id).where(t.events.c.id == event.id))
+        if exists is not None:
+            return False
+        await conn.execute(
+            t.events.insert().values(
+                id=event.id,
+                type=event.type,
+                timestamp=event.timestamp,
+                data=dict(event.data),
+                origins=list(event.origins),
+                hts=list(event.hts),
+                text=event.text,
+                created_at=now,
+            )
+        )
+        if deliveries:
+            await conn.execute(
+                t.deliveries.insert(),
+                [
+                    {
+                        "id": d.id,
+                        "event_id": d.event_id,
+                        "subscriber_id": d.subscriber_id,
+                        "channel": d.channel,
+                        "target": d.target,
+                        "status": d.status,
+                        "attempts": d.attempts,
+                        "next_at": d.next_at,
+                        "created_at": d.created_at,
+                        "updated_at": d.created_at,
+                        "digest_at": d.digest_at,
+                    }
+                    for d in deliveries
+                ],
+            )
+        return True
+
+    async def events_by_id(self, ids: Iterable[str]) -> dict[str, Event]:
+        wanted = list(set(ids))
+        out: dict[str, Event] = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                rows = await conn.execute(
+                    sa.select(t.events).where(t.events.c.id.in_(wanted[start : start + 500]))
+                )
+                out.update({r.id: _event_from_row(r) for r in rows})
+        return out
+
+    async def claim_due(
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        worker: str,
+        lease: timedelta,
+        digest: bool = False,
+    ) -> list[Delivery]:
+        """Claim up to ``limit`` due deliveries for this worker (a lease that expires).
+
+        PostgreSQL: ``FOR UPDATE SKIP LOCKED`` so concurrent instances never take the
+        same row. SQLite: the single writer lock serialises claims.
+        """
+        due = (
+            (t.deliveries.c.status == "queued")
+            & (t.deliveries.c.next_at <= now)
+            & ((t.deliveries.c.claimed_until.is_(None)) | (t.deliveries.c.claimed_until < now))
+        )
+        due &= (
+            t.deliveries.c.digest_at.is_not(None) if digest else t.deliveries.c.digest_at.is_(None)
+        )
+        pick = sa.select(t.deliveries.c.id).where(due).order_by(t.deliveries.c.next_at).limit(limit)
+        if not self.is_sqlite:
+            pick = pick.with_for_update(skip_locked=True)
+        async with self.transaction() as conn:
+            ids = [r.id for r in await conn.execute(pick)]
+            if not ids:
+                return []
+            await conn.execute(
+                t.deliveries.update()
+                .where(t.deliveries.c.id.in_(ids))
+                .values(claimed_until=now + lease, claimed_by=worker)
+            )
+            rows = await conn.execute(sa.select(t.deliveries).where(t.deliveries.c.id.in_(ids)))
+            return sorted((_delivery_from_row(r) for r in rows), key=lambda d: ids.index(d.id))
+
+    async def next_due_at(self) -> datetime | None:
+        """When the earliest queued, unclaimed delivery becomes due (for the worker's sleep)."""
+        async with self.engine.connect() as conn:
+            return await conn.scalar(
+                sa.select(sa.func.min(t.deliveries.c.next_at)).where(
+                    (t.deliveries.c.status == "queued") & t.deliveries.c.digest_at.is_(None)
+                )
+            )
+
+    async def record_attempt(
+        self,
+        delivery_id: str,
+        *,
+        now: datetime,
+        outcome: str,
+        status: str,
+        attempts: int,
+        next_at: datetime | None,
+        detail: str | None,
+    ) -> None:
+        """Log one attempt and move the delivery to its new status, releasing the claim."""
+        async with self.transaction() as conn:
+            values: dict[str, Any] = {
+                "status": status,
+                "attempts": attempts,
+                "next_at": next_at,
+                "updated_at": now,
+                "last_error": detail if outcome != "sent" else None,
+                "claimed_until": None,
+                "claimed_by": None,
+            }
+            if outcome == "sent":
+                values["sent_at"] = now
+            await conn.execute(
+                t.deliveries.update().where(t.deliveries.c.id == delivery_id).values(**values)
+            )
+            await conn.execute(
+                t.delivery_attempts.insert().values(
+                    delivery_id=delivery_id,
+                    attempt=attempts,
+                    at=now,
+                    outcome=outcome,
+                    detail=detail,
+                )
+            )
+
+    async def release(self, delivery_ids: Sequence[str]) -> None:
+        """Give claimed deliveries back to the queue untouched (shutdown)."""
+        if not delivery_ids:
+            return
+        async with self.transaction() as conn:
+            await conn.execute(
+                t.deliveries.update()
+                .where(t.deliveries.c.id.in_(list(delivery_ids)))
+                .values(claimed_until=None, claimed_by=None)
+            )
+
+    async def release_all_claims(self) -> None:
+        """Drop every claim (single-instance SQLite start: no other worker can hold one)."""
+        async with self.transaction() as conn:
+            await conn.execute(
+                t.deliveries.update()
+                .where(t.deliveries.c.claimed_by.is_not(None))
+                .values(claimed_until=None, claimed_by=None)
+            )
+
+    async def list_deliveries(
+        self, *, status: str | None = None, limit: int = 1000
+    ) -> list[tuple[Delivery, str]]:
+        """The delivery log, newest first, with each delivery's event type."""
+        query = (
+            sa.select(t.deliveries, t.events.c.type.label("event_type"))
+            .join(t.events, t.events.c.id == t.deliveries.c.event_id)
+            .order_by(t.deliveries.c.created_at.desc(), t.deliveries.c.id)
+            .limit(limit)
+        )
+        if status:
+            query = query.where(t.deliveries.c.status == status)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query)
+            return [(_delivery_from_row(r), r.event_type) for r in rows]
+
+    async def requeue(self, delivery_ids: Sequence[str], *, now: datetime) -> list[str]:
+        """Re-queue dead (or failed) deliveries; returns the ids that were re-queued."""
+        async with self.transaction() as conn:
+            rows = await conn.execute(
+                sa.select(t.deliveries.c.id).where(
+                    t.deliveries.c.id.in_(list(delivery_ids))
+                    & t.deliveries.c.status.in_(["dead", "failed"])
+                )
+            )
+            ids = [r.id for r in rows]
+            if ids:
+                await conn.execute(
+                    t.deliveries.update()
+                    .where(t.deliveries.c.id.in_(ids))
+                    .values(status="queued", attempts=0, next_at=now, updated_at=now)
+                )
+            return ids
+
+    async def counts(self) -> dict[str, int]:
+        """Deliveries per status (queue depth, dead letters) for health and metrics."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(t.deliveries.c.status, sa.func.count()).group_by(t.deliveries.c.status)
+            )
+            return {status: int(n) for status, n in rows}
+
+    async def attempts_of(self, delivery_id: str) -> list[Mapping[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(t.delivery_attempts)
+                .where(t.delivery_attempts.c.delivery_id == delivery_id)
+                .order_by(t.delivery_attempts.c.id)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    async def mark_gone(
+        self, subscriber_id: str, url: str, *, config_hash: str, now: datetime
+    ) -> None:
+        async with self.transaction() as tx:
+            await tx.execute(
+                t.gone_endpoints.delete().where(
+                    (t.gone_endpoints.c.subscriber_id == subscriber_id)
+                    & (t.gone_endpoints.c.url == url)
+                )
+            )
+            await tx.execute(
+                t.gone_endpoints.insert().values(
+                    subscriber_id=subscriber_id, url=url, config_hash=config_hash, at=now
+                )
+            )
+
+    async def gone(self) -> dict[tuple[str, str], str]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(t.gone_endpoints))
+            return {(r.subscriber_id, r.url): r.config_hash for r in rows}
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for write transactions.
+
+    pysqlite's own transaction handling starts transactions lazily with a plain BEGIN,
+    and a read that upgrades to a write ignores ``busy_timeout`` (SQLite docs, "BEGIN");
+    so we take over transaction control (SQLAlchemy's documented aiosqlite recipe).
+    """
+
+    @sa_event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa_event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Reads stay deferred (WAL readers never block); writes take the lock up front.
+        write = conn.get_execution_options().get("notifier_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", exc) or exc)
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
