@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -19,6 +20,7 @@ from types import TracebackType
 import aiohttp
 
 from notifier.config import Config
+from notifier.errors import StoreError
 from notifier.outbox import Channels, DrainReport, Outbox, build_channels
 from notifier.pipeline import PassReport, Pipeline, utc_now
 from notifier.render import Renderer
@@ -83,7 +85,29 @@ class App:
         self.outbox: Outbox
         self.renderer: Renderer
 
+    def _lock_sqlite(self) -> None:
+        """SQLite is single-instance: a second daemon on the same file refuses to start."""
+        if self.dry_run or not sqlite_exists_or_new(self.store_url):
+            return
+        path = Path(self.store_url[len("sqlite:///") :] + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StoreError(
+                f"another tariff-notifier is using {path.with_suffix('')}: SQLite state is "
+                "single-instance; stop the other one, or use PostgreSQL to run several"
+            ) from None
+        self._lock_handle = handle
+
     async def __aenter__(self) -> App:
+        self._lock_handle = None
+        try:
+            self._lock_sqlite()
+        except OSError as exc:
+            raise StoreError(f"cannot lock the state store: {exc}") from None
         self.store = await Store.open(self.store_url)
         try:
             if self.store.is_sqlite and not self.dry_run:
@@ -127,6 +151,8 @@ class App:
             await self.session.close()
         finally:
             await self.store.close()
+            if self._lock_handle is not None:
+                self._lock_handle.close()
             if self._executor is not None:
                 self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -151,6 +177,11 @@ class App:
         if not self.dry_run:
             report.delivery = await self.outbox.drain()
         return report
+
+
+def sqlite_exists_or_new(url: str) -> bool:
+    """A file-backed SQLite URL (existing or to be created)."""
+    return url.startswith("sqlite:///") and ":memory:" not in url
 
 
 def sqlite_exists(url: str) -> bool:

@@ -379,11 +379,11 @@ class Store:
             return sorted((_delivery_from_row(r) for r in rows), key=lambda d: ids.index(d.id))
 
     async def next_due_at(self) -> datetime | None:
-        """When the earliest queued, unclaimed delivery becomes due (for the worker's sleep)."""
+        """When the earliest queued delivery (digests included) becomes due."""
         async with self.engine.connect() as conn:
             return await conn.scalar(
                 sa.select(sa.func.min(t.deliveries.c.next_at)).where(
-                    (t.deliveries.c.status == "queued") & t.deliveries.c.digest_at.is_(None)
+                    t.deliveries.c.status == "queued"
                 )
             )
 
@@ -432,6 +432,15 @@ class Store:
             await conn.execute(
                 t.deliveries.update()
                 .where(t.deliveries.c.id.in_(list(delivery_ids)))
+                .values(claimed_until=None, claimed_by=None)
+            )
+
+    async def release_claims(self, worker: str) -> None:
+        """Return this worker's claimed deliveries to the queue (clean shutdown)."""
+        async with self.transaction() as conn:
+            await conn.execute(
+                t.deliveries.update()
+                .where(t.deliveries.c.claimed_by == worker)
                 .values(claimed_until=None, claimed_by=None)
             )
 

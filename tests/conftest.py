@@ -1,0 +1,75 @@
+"""Shared fixtures: real peers on 127.0.0.1 and a config writer."""
+
+from __future__ import annotations
+
+import base64
+import os
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.peers.feeds import FeedServer
+from tests.peers.smtp import SmtpPeer
+from tests.peers.webhook import WebhookPeer
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+@dataclass
+class FakeClock:
+    """An injectable clock: tests move time instead of waiting for it."""
+
+    now: datetime = datetime(2025, 4, 17, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def smtp() -> AsyncIterator[SmtpPeer]:
+    async with SmtpPeer() as peer:
+        yield peer
+
+
+@pytest.fixture
+async def hooks() -> AsyncIterator[WebhookPeer]:
+    async with WebhookPeer() as peer:
+        yield peer
+
+
+@pytest.fixture
+async def feeds() -> AsyncIterator[FeedServer]:
+    server = await FeedServer().start()
+    yield server
+    await server.stop()
+
+
+WriteConfig = Callable[..., Path]
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> WriteConfig:
+    """Write notifier.toml (+ a calendar file) into tmp_path; returns the config path."""
+
+    def write(body: str, *, calendar: str = "", name: str = "notifier.toml") -> Path:
+        (tmp_path / "calendar").mkdir(exist_ok=True)
+        (tmp_path / "calendar" / "rules.toml").write_text(textwrap.dedent(calendar))
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(body))
+        return path
+
+    return write
