@@ -1,0 +1,356 @@
+"""Templates -> subject, text, HTML and Slack text: wording, escaping, zones, overrides."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from notifier.errors import ConfigError
+from notifier.model import EVENT_TYPES, Entry, Rule, Tags
+from notifier.render import (
+    REQUIRED_TEMPLATES,
+    Renderer,
+    duration_words,
+    hts_dotted,
+    hts_label,
+    origins_label,
+)
+from tests.samples import (
+    AUTO_PARTS,
+    UPI_ENTRY,
+    UPI_TAGS,
+    entry_event,
+    rule_event,
+    sample_event,
+    sample_events,
+)
+
+NEW_YORK = ZoneInfo("America/New_York")
+UNSUBSCRIBE = "https://alerts.example.com/unsubscribe/compliance-team/tok_123"
+
+
+@pytest.fixture
+def renderer() -> Renderer:
+    return Renderer(override_dir=None, timezone=NEW_YORK)
+
+
+def _email(renderer: Renderer, event, unsubscribe_url: str | None = UNSUBSCRIBE):
+    return renderer.render_email(
+        event, subscriber_id="compliance-team", unsubscribe_url=unsubscribe_url
+    )
+
+
+def _with_rate_change(before: str, after: str):
+    rule = Rule(**{**_rule_fields(AUTO_PARTS), "rate": after})
+    return rule_event(
+        "tariff.rule.changed",
+        rule,
+        timestamp=datetime(2025, 4, 1, 12, tzinfo=UTC),
+        changes=[{"field": "rate", "from": before, "to": after}],
+    )
+
+
+def _rule_fields(rule: Rule) -> dict:
+    return {name: getattr(rule, name) for name in rule.__slots__}
+
+
+def test_samples_cover_every_event_type() -> None:
+    assert [event.type for event in sample_events()] == list(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("event", sample_events(), ids=lambda e: e.type)
+def test_every_event_type_renders_all_three_parts(renderer: Renderer, event) -> None:
+    email = _email(renderer, event)
+    title = event.data["rule"]["title"] if event.family == "rule" else event.data["entry"]["title"]
+    label = renderer._env.globals["labels"][event.type]
+    assert email.subject.startswith(f"{label}: ")
+    assert title in email.subject
+    assert title in " ".join(email.text.split())
+    assert email.text.endswith("\n") and "\n\n\n" not in email.text
+    assert all(len(line) <= 72 or "://" in line for line in email.text.splitlines())
+    assert email.html.lstrip().startswith("<!DOCTYPE html>")
+    assert "max-width:600px" in email.html
+    assert f">{label}</span>" in email.html
+    assert "compliance-team" in email.html and "compliance-team" in email.text
+
+
+@pytest.mark.parametrize("event", sample_events(), ids=lambda e: e.type)
+def test_every_event_type_renders_for_slack(renderer: Renderer, event) -> None:
+    text = renderer.render_slack(event)
+    link = event.data["rule"]["source"] if event.family == "rule" else event.data["entry"]["link"]
+    assert text.startswith("*")
+    assert f"<{link}|" in text
+
+
+def test_subjects_say_what_happened(renderer: Renderer) -> None:
+    subjects = {e.type: _email(renderer, e).subject for e in sample_events()}
+    assert subjects["tariff.rule.effective"] == (
+        "In effect: Section 232 tariff on automobile parts (25%)"
+    )
+    assert subjects["tariff.rule.reminder"] == (
+        "Reminder: Section 232 tariff on automobile parts takes effect in 7 days (Sat 3 May)"
+    )
+    assert "rate 25% → 15% (+1 more)" in subjects["tariff.rule.changed"]
+    assert subjects["tariff.rule.withdrawn"].endswith("(revoked)")
+    assert subjects["tariff.rule.expired"].endswith("(late: ended while the notifier was down)")
+    assert subjects["feed.entry.new"] == (
+        "New notice: Japan, U.S. begin tariff talks as 25% auto duties bite"
+    )
+
+
+def test_late_effective_event_says_so_everywhere(renderer: Renderer) -> None:
+    event = rule_event(
+        "tariff.rule.effective",
+        AUTO_PARTS,
+        timestamp=datetime(2025, 5, 3, 9, 30, tzinfo=UTC),
+        transition_at=AUTO_PARTS.effective.isoformat(),
+        late=True,
+    )
+    email = _email(renderer, event)
+    assert email.subject.endswith("(late: took effect while the notifier was down)")
+    assert "Late alert:" in email.text
+    assert "Late alert." in email.html
+    on_time = _email(renderer, sample_event("tariff.rule.effective"))
+    assert "late" not in on_time.subject and "Late alert" not in on_time.html
+
+
+def test_script_in_feed_entry_is_escaped_in_html(renderer: Renderer) -> None:
+    hostile = Entry(
+        key="x1",
+        title="Tariffs <script>alert('t')</script> & more",
+        link="https://example.com/a?b=1&c=2",
+        published=None,
+        summary="Before <script>steal()</script> after & <b>bold</b>",
+        content_hash="h",
+    )
+    event = entry_event(
+        "feed.entry.new",
+        hostile,
+        Tags(),
+        timestamp=datetime.now(UTC),
+        feed_title='<img src=x onerror="alert(1)">',
+    )
+    email = _email(renderer, event)
+    assert "&lt;script&gt;" in email.html
+    assert "<img" not in email.html and "&lt;img src=x" in email.html
+    assert "<script" not in email.html.lower()
+    assert "<b>bold" not in email.html
+    assert "&amp; more" in email.html
+    assert 'href="https://example.com/a?b=1&amp;c=2"' in email.html
+    # The text part is plain text: it shows the characters as they are.
+    assert "<script>steal()</script>" in email.text
+    digest = renderer.render_digest(
+        [event], subscriber_id="s", unsubscribe_url=None, period="daily 08:00"
+    )
+    assert "&lt;script&gt;" in digest.html and "<script" not in digest.html.lower()
+    slack = renderer.render_slack(event)
+    assert "&lt;script&gt;" in slack and "<script" not in slack
+
+
+def test_subject_is_one_line_even_when_the_title_has_line_breaks(renderer: Renderer) -> None:
+    rule = Rule(**{**_rule_fields(AUTO_PARTS), "title": "Steel\r\nand aluminum\n\tderivatives"})
+    event = rule_event("tariff.rule.announced", rule, timestamp=datetime(2025, 3, 1, tzinfo=UTC))
+    subject = _email(renderer, event).subject
+    assert "\r" not in subject and "\n" not in subject and "\t" not in subject
+    assert "Steel and aluminum derivatives" in subject
+    entry = Entry("k", "Line one\r\nBcc: victim@example.com", "", None, "", "h")
+    event = entry_event("feed.entry.new", entry, Tags(), timestamp=datetime.now(UTC))
+    assert _email(renderer, event).subject == "New notice: Line one Bcc: victim@example.com"
+
+
+def test_times_are_shown_in_the_configured_zone() -> None:
+    event = sample_event("tariff.rule.effective")  # 2025-05-03T00:01-04:00 = 04:01 UTC
+    new_york = _email(Renderer(override_dir=None, timezone=NEW_YORK), event)
+    tokyo = _email(Renderer(override_dir=None, timezone=ZoneInfo("Asia/Tokyo")), event)
+    assert "Sat 3 May 2025, 12:01 AM EDT" in new_york.text
+    assert "Sat 3 May 2025, 12:01 AM EDT" in new_york.html
+    assert "Sat 3 May 2025, 1:01 PM JST" in tokyo.text
+    assert "Sat 3 May 2025, 1:01 PM JST" in tokyo.html
+    assert "EDT" not in tokyo.text
+    assert "Asia/Tokyo" in tokyo.text
+
+
+def test_zone_without_a_letter_abbreviation_reads_as_utc_offset() -> None:
+    renderer = Renderer(override_dir=None, timezone=ZoneInfo("America/Sao_Paulo"))
+    assert renderer.localtime("2025-05-03T04:01:00Z") == "Sat 3 May 2025, 1:01 AM UTC-03"
+
+
+def test_changed_rate_shows_old_and_new_side_by_side(renderer: Renderer) -> None:
+    email = _email(renderer, _with_rate_change("10%", "25%"))
+    assert "rate 10% → 25%" in email.subject
+    assert re.search(r"Rate:\s+10% → 25%", email.text)
+    # One table row holds both tiles: "Before 10%" then "Now 25%".
+    rows = re.findall(r"<tr>(.*?)</tr>", email.html, flags=re.S)
+    tiles = [row for row in rows if ">Before<" in row and ">Now<" in row and "&rarr;" in row]
+    assert len(tiles) == 1
+    assert re.search(r">10%<.*&rarr;.*>25%<", tiles[0], flags=re.S)
+    assert "line-through" in tiles[0].split("&rarr;")[0]
+
+
+def test_changes_table_lists_every_field_change(renderer: Renderer) -> None:
+    event = sample_event("tariff.rule.changed")
+    email = _email(renderer, event)
+    assert "What changed" in email.html
+    for change in event.data["changes"]:
+        assert f">{change['from']}</td>" in email.html
+        assert f">{change['to']}</td>" in email.html
+
+
+def test_unsubscribe_footer_only_when_a_url_is_given(renderer: Renderer) -> None:
+    for event in sample_events():
+        with_link = _email(renderer, event, UNSUBSCRIBE)
+        assert f'href="{UNSUBSCRIBE}"' in with_link.html and ">Unsubscribe</a>" in with_link.html
+        assert f"Unsubscribe:\n{UNSUBSCRIBE}\n" in with_link.text
+        without = _email(renderer, event, None)
+        assert "Unsubscribe" not in without.html and "Unsubscribe" not in without.text
+        assert 'subscription "compliance-team" matches' in without.text
+
+
+def test_links_sit_on_their_own_line_in_text(renderer: Renderer) -> None:
+    email = _email(renderer, sample_event("tariff.rule.changed"))
+    source = sample_event("tariff.rule.changed").data["rule"]["source"]
+    assert f"\n{source}\n" in email.text
+
+
+def test_rule_scope_is_shown_with_names_and_dotted_codes(renderer: Renderer) -> None:
+    email = _email(renderer, sample_event("tariff.rule.changed"))
+    assert "Japan (JP)" in email.html and "8704.21" in email.html
+    assert "870421" not in email.text
+    wildcard = _email(renderer, sample_event("tariff.rule.withdrawn"))
+    assert "All countries" in wildcard.html and "All goods" in wildcard.html
+    assert re.search(r"Origins:\s+all countries", wildcard.text)
+
+
+def test_optional_notes_are_rendered_when_present(renderer: Renderer) -> None:
+    event = sample_event("tariff.rule.announced")
+    data = {**event.data, "rule": {**event.data["rule"], "notes": "USMCA parts exempt."}}
+    noted = rule_event("tariff.rule.announced", AUTO_PARTS, timestamp=event.timestamp)
+    noted = type(noted)(**{**{s: getattr(noted, s) for s in noted.__slots__}, "data": data})
+    assert "USMCA parts exempt." in _email(renderer, noted).html
+    assert "USMCA parts exempt." in _email(renderer, noted).text
+
+
+def test_feed_entry_shows_feed_published_and_tag_chips(renderer: Renderer) -> None:
+    email = _email(renderer, sample_event("feed.entry.new"))
+    assert "UPI World News" in email.html
+    assert "Wed 16 Apr 2025, 10:30 PM EDT" in email.html  # 02:30 UTC on the 17th
+    assert "Japan (JP)" in email.html and "United States (US)" in email.html
+    assert f'href="{UPI_ENTRY.link}"' in email.html
+    assert "Sat 3 May 2025" in email.text  # the tagged date, not shifted by the zone
+
+
+def test_digest_lists_every_event_with_the_period(renderer: Renderer) -> None:
+    events = sample_events()
+    digest = renderer.render_digest(
+        events, subscriber_id="team", unsubscribe_url=UNSUBSCRIBE, period="daily 08:00"
+    )
+    assert digest.subject.startswith(f"{len(events)} tariff alerts (daily 08:00): ")
+    assert "\n" not in digest.subject
+    assert "daily 08:00" in digest.html and "daily 08:00" in digest.text
+    for event in events:
+        title = (event.data.get("rule") or event.data.get("entry"))["title"]
+        assert title in " ".join(digest.text.split())
+    assert UNSUBSCRIBE in digest.html
+    one = renderer.render_digest(
+        [events[0]], subscriber_id="team", unsubscribe_url=None, period="daily 08:00"
+    )
+    assert one.subject == _email(renderer, events[0]).subject
+
+
+def test_slack_escapes_control_characters(renderer: Renderer) -> None:
+    entry = Entry("k", "A | B & <C>", "https://example.com/x|y", None, "", "h")
+    event = entry_event("feed.entry.new", entry, UPI_TAGS, timestamp=datetime.now(UTC))
+    text = renderer.render_slack(event)
+    assert "<https://example.com/x%7Cy|A ¦ B &amp; &lt;C&gt;>" in text
+
+
+def test_override_folder_wins_over_shipped_templates(tmp_path: Path) -> None:
+    (tmp_path / "email" / "rule").mkdir(parents=True)
+    (tmp_path / "email" / "rule" / "subject.txt").write_text("[ACME] {{ rule.title }}\n")
+    renderer = Renderer(override_dir=tmp_path, timezone=NEW_YORK)
+    email = _email(renderer, sample_event("tariff.rule.effective"))
+    assert email.subject == "[ACME] Section 232 tariff on automobile parts"
+    assert "Read the source document" in email.html  # the rest still comes from the shipped set
+
+
+def test_syntax_error_in_override_names_file_and_line(tmp_path: Path) -> None:
+    broken = tmp_path / "email" / "entry" / "body.html"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("<p>\n{{ entry.title }}\n{{ entry.link | }}\n<p>end</p>\n")
+    renderer = Renderer(override_dir=tmp_path, timezone=NEW_YORK)
+    with pytest.raises(ConfigError) as caught:
+        renderer.check()
+    assert Path(caught.value.file or "") == broken
+    assert caught.value.line == 3
+    assert str(broken) in str(caught.value)
+    with pytest.raises(ConfigError):
+        _email(renderer, sample_event("feed.entry.new"))
+
+
+def test_unknown_variable_in_override_fails_loudly(tmp_path: Path) -> None:
+    (tmp_path / "email" / "rule").mkdir(parents=True)
+    (tmp_path / "email" / "rule" / "subject.txt").write_text("ok\n{{ rule.titel }}\n")
+    renderer = Renderer(override_dir=tmp_path, timezone=NEW_YORK)
+    assert renderer.check() >= len(REQUIRED_TEMPLATES)  # compiles fine...
+    with pytest.raises(ConfigError) as caught:  # ...but StrictUndefined stops the render
+        _email(renderer, sample_event("tariff.rule.effective"))
+    assert caught.value.line == 2
+    assert "titel" in str(caught.value)
+
+
+def test_check_compiles_every_shipped_template(renderer: Renderer) -> None:
+    assert renderer.check() >= len(REQUIRED_TEMPLATES)
+
+
+def test_missing_required_template_is_a_config_error(tmp_path: Path, monkeypatch) -> None:
+    from notifier import render
+
+    monkeypatch.setattr(render.resources, "shipped_path", lambda name: tmp_path)
+    with pytest.raises(ConfigError, match="template not found"):
+        Renderer(override_dir=None, timezone=NEW_YORK).check()
+
+
+@pytest.mark.parametrize(
+    ("code", "dotted"),
+    [
+        ("8708", "8708"),
+        ("870421", "8704.21"),
+        ("87042100", "8704.21.00"),
+        ("8704210010", "8704.21.00.10"),
+        ("72", "72"),
+        ("8704.21", "8704.21"),
+        ("*", "*"),
+    ],
+)
+def test_hts_dotted(code: str, dotted: str) -> None:
+    assert hts_dotted(code) == dotted
+
+
+def test_scope_labels() -> None:
+    assert hts_label(["*"]) == "all goods"
+    assert hts_label(["72", "870421"]) == "chapter 72, 8704.21"
+    assert origins_label(["*"]) == "all countries"
+    assert origins_label(["JP", "US"]) == "Japan (JP), United States (US)"
+    assert origins_label(["XX"]) == "XX"
+    assert origins_label("EU") == "European Union (EU)"
+
+
+def test_duration_words() -> None:
+    assert duration_words("7d") == "7 days"
+    assert duration_words("1d") == "1 day"
+    assert duration_words("1w") == "1 week"
+    assert duration_words("90m") == "90 minutes"
+    assert duration_words("1d12h") == "1d12h"
+
+
+def test_localtime_format(renderer: Renderer) -> None:
+    assert renderer.localtime("2025-05-03T00:01:00-04:00") == "Sat 3 May 2025, 12:01 AM EDT"
+    assert renderer.localtime("2026-01-01T17:30:00Z") == "Thu 1 Jan 2026, 12:30 PM EST"
+    assert renderer.localtime(datetime(2025, 7, 4, 16, 0, tzinfo=UTC)) == (
+        "Fri 4 Jul 2025, 12:00 PM EDT"
+    )
+    assert renderer.localtime(None) == "—"
