@@ -139,8 +139,12 @@ def all_transitions(rules: Iterable[Rule], *, remind: Iterable[timedelta]) -> li
     return sorted(found, key=lambda tr: (tr.at, tr.rule.id, tr.kind))
 
 
-def transition_event(transition: Transition, *, now: datetime) -> Event:
-    """The event for a transition, ``late`` when delivered well after its instant."""
+def transition_event(transition: Transition, *, now: datetime, catch_up: bool = False) -> Event:
+    """The event for a transition.
+
+    ``late`` is true when it passed while no notifier was running (``catch_up``: found by
+    the start-up check) or is emitted more than :data:`LATE_AFTER` after its instant.
+    """
     extra: dict[str, Any] = {"transition_at": transition.at.isoformat()}
     if transition.remind_before is not None:
         extra["remind_before"] = format_duration(transition.remind_before)
@@ -148,7 +152,7 @@ def transition_event(transition: Transition, *, now: datetime) -> Event:
         transition.kind, transition.rule, now=now, event_id=transition.event_id, **extra
     )
     data = dict(event.data)
-    data["late"] = now - transition.at > LATE_AFTER
+    data["late"] = catch_up or now - transition.at > LATE_AFTER
     return Event(
         id=event.id,
         type=event.type,

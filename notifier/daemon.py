@@ -126,6 +126,18 @@ class Daemon:
                 max_instances=1,
             )
 
+    def _log_upcoming(self, count: int = 3) -> None:
+        now = self.clock()
+        upcoming = [
+            tr
+            for tr in all_transitions(self.config.rules, remind=self.config.model.calendar.remind)
+            if tr.at > now and tr.kind != "reminder"
+        ][:count]
+        for tr in upcoming:
+            log.info("next: %s %s at %s", tr.rule.id, tr.kind, tr.at.isoformat())
+        if not upcoming:
+            log.info("no upcoming calendar transitions")
+
     async def _poll_job(self, feed_id: str) -> None:
         feed = next((f for f in self.config.feeds if f.id == feed_id), None)
         if feed is None or self.stop_event.is_set():
@@ -160,11 +172,11 @@ class Daemon:
                 log.info("feed %s recovered", feed.id)
         self.metrics.set_feed_failing(feed.id, bool(error))
 
-    async def _calendar_job(self) -> None:
+    async def _calendar_job(self, catch_up: bool = False) -> None:
         if self.stop_event.is_set():
             return
         try:
-            report = await self.app.pipeline.check_calendar()
+            report = await self.app.pipeline.check_calendar(catch_up=catch_up)
         except NotifierError as exc:
             log.error("calendar check failed: %s", exc)
             return
@@ -226,6 +238,7 @@ class Daemon:
         self.app.pipeline.tagger = tagger
         self.app.outbox.reconfigure(new, renderer)
         self._schedule_feeds(first=False)
+        self.metrics.set_feeds(f.id for f in new.feeds)
         self._schedule_transitions()
         await self._calendar_job()
         log.info(
@@ -248,7 +261,7 @@ class Daemon:
         status = await store_status(
             self.app.store, self.config.feeds, started_at=self.started_at, next_polls=next_polls
         )
-        status["up"] = not self.stop_event.is_set()
+        status["up"] = bool(status.get("up")) and not self.stop_event.is_set()
         return status
 
     # --- main --------------------------------------------------------------------------
@@ -279,7 +292,9 @@ class Daemon:
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
             try:
                 # Start-up: calendar first (late transitions, edits while we were down).
-                await self._calendar_job()
+                self.metrics.set_feeds(f.id for f in self.config.feeds)
+                await self._calendar_job(catch_up=True)
+                self._log_upcoming()
                 self._schedule_feeds(first=True)
                 self._schedule_transitions()
                 self.scheduler.add_job(
@@ -293,6 +308,7 @@ class Daemon:
                 )
                 worker = asyncio.create_task(self._delivery_worker())
                 await self.stop_event.wait()
+                self.metrics.set_down()
                 self.scheduler.shutdown(wait=False)
                 self._wake.set()
                 try:

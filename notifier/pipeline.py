@@ -228,8 +228,12 @@ class Pipeline:
 
     # --- calendar ----------------------------------------------------------------------
 
-    async def check_calendar(self) -> PassReport:
-        """Diff the configured calendar against the stored one and fire due transitions."""
+    async def check_calendar(self, *, catch_up: bool = False) -> PassReport:
+        """Diff the configured calendar against the stored one and fire due transitions.
+
+        ``catch_up``: this is the start-up check, so whatever is due passed while we were
+        down and is marked ``late``.
+        """
         report = PassReport()
         now = self.clock()
         known = await self.store.known_rules()
@@ -260,7 +264,11 @@ class Pipeline:
             late_limit=self.config.model.notifier.late_limit,
         )
         done = await self.store.emitted(tr.event_id for tr in due)
-        fresh = [transition_event(tr, now=now) for tr in due if tr.event_id not in done]
+        fresh = [
+            transition_event(tr, now=now, catch_up=catch_up)
+            for tr in due
+            if tr.event_id not in done
+        ]
         if fresh:
             await self._commit(await self._plan(fresh, now=now), report, now=now)
         return report

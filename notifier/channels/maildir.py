@@ -1,0 +1,97 @@
+"""Email into a local Maildir, for installs without ``[smtp]`` (and for the demo).
+
+Each message is one file named from a hash of its Message-ID, so a retried delivery whose
+first write did succeed finds its file and does not write a second one: the Maildir
+holds each delivery once, as SMTP would (the Message-ID is stable across retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+from notifier.channels.base import clip_detail
+from notifier.channels.email import build_mime
+from notifier.model import EmailMessage, SendResult
+
+
+def maildir_name(message_id: str) -> str:
+    """The file name (in ``new/``, before any ``:2,`` flags) of a Message-ID's file."""
+    return hashlib.sha256(message_id.encode("utf-8")).hexdigest()[:32] + ".tariff-notifier"
+
+
+class MaildirChannel:
+    """Writes each email as a file in a Maildir (``tmp/``, ``new/``, ``cur/``)."""
+
+    def __init__(self, path: Path, *, sender: str) -> None:
+        self._path = Path(path)
+        self._sender = sender
+        self._ready = False
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._create)
+
+    async def close(self) -> None:
+        return None
+
+    async def send(self, message: EmailMessage) -> SendResult:
+        try:
+            payload = build_mime(message, sender=self._sender)
+        except ValueError as exc:
+            return SendResult("failed", clip_detail(f"cannot build the message: {exc}"))
+        try:
+            return await asyncio.to_thread(self._deliver, message.message_id, payload)
+        except OSError as exc:  # disk full, permissions: the next attempt may succeed
+            return SendResult("retry", clip_detail(f"cannot write to {self._path}: {exc}"))
+
+    def _create(self) -> None:
+        # Not mailbox.Maildir(create=True): it makes tmp/, new/ and cur/ only when the
+        # folder itself is missing, and its add() names files randomly (no idempotence).
+        for sub in ("tmp", "new", "cur"):
+            (self._path / sub).mkdir(parents=True, exist_ok=True)
+        self._ready = True
+
+    def _deliver(self, message_id: str, payload: bytes) -> SendResult:
+        """Maildir delivery: write in ``tmp/``, then link into ``new/`` (maildir(5)).
+
+        ``link`` rather than ``rename`` because it refuses to replace an existing file:
+        two concurrent attempts of the same delivery leave one file.
+        """
+        if not self._ready:
+            self._create()
+        name = maildir_name(message_id)
+        final = self._path / "new" / name
+        if final.exists() or self._seen_in_cur(name):
+            return SendResult("sent", f"already in {final.parent}")
+        tmp = self._path / "tmp" / f"{name}.{os.getpid()}.{secrets.token_hex(6)}"
+        # Local mail tools expect LF line ends in Maildir files; SMTP needs CRLF.
+        data = payload.replace(b"\r\n", b"\n")
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                return SendResult("sent", f"already in {final.parent}")
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+                    raise
+                os.replace(tmp, final)  # a file system without hard links
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return SendResult("sent", f"written to {final}")
+
+    def _seen_in_cur(self, name: str) -> bool:
+        """A mail reader moves a read message to ``cur/NAME:2,FLAGS``."""
+        cur = self._path / "cur"
+        prefix = name + ":"
+        with os.scandir(cur) as entries:
+            return any(entry.name == name or entry.name.startswith(prefix) for entry in entries)

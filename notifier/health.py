@@ -1,0 +1,145 @@
+"""``/healthz`` and ``/metrics`` over HTTP, for load balancers, systemd and Prometheus.
+
+Served by aiohttp on the address of ``[notifier] health`` only (no wildcard bind: the
+status names feeds and their errors). ``/healthz`` answers 200 while the daemon is up and
+503 when it is stopping or its state store cannot be read, so a probe notices both.
+Failing feeds are reported but keep the answer 200: one broken feed is not a reason for
+an orchestrator to restart the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy.exc import SQLAlchemyError
+
+from notifier.config import FeedSection
+from notifier.errors import NotifierError
+from notifier.metrics import Metrics
+from notifier.model import isoformat_z
+from notifier.store import Store
+
+log = logging.getLogger("notifier.health")
+
+StatusFn = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class HealthServer:
+    """A small aiohttp server: ``GET /healthz`` (JSON status) and ``GET /metrics``."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        status: StatusFn,
+        refresh_metrics: bool = True,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.metrics = metrics
+        self.status = status
+        # Refresh the store-derived gauges on each scrape, so they are current even
+        # when nothing else has touched the queue for a while.
+        self.refresh_metrics = refresh_metrics
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """Bind and serve; ``.port`` is the bound port afterwards (useful with port 0)."""
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        # No access log: a scrape every 15 s would drown the daemon's own log lines.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise NotifierError(
+                f"cannot serve health on {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from None
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def _read_status(self) -> dict[str, Any]:
+        try:
+            return await self.status()
+        except Exception as exc:  # a probe gets an answer, never a 500 with a traceback
+            log.exception("health status failed")
+            return {"up": False, "error": f"{type(exc).__name__}: {exc}"}
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        status = await self._read_status()
+        code = 200 if status.get("up") else 503
+        return web.json_response(status, status=code, headers={"Cache-Control": "no-store"})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if self.refresh_metrics:
+            status = await self._read_status()
+            if status.get("up"):
+                self.metrics.apply_status(status)
+        return web.Response(
+            body=self.metrics.render(),
+            headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
+        )
+
+
+def _at(value: datetime | None) -> str | None:
+    return isoformat_z(value) if value is not None else None
+
+
+async def store_status(
+    store: Store,
+    feeds: Sequence[FeedSection],
+    *,
+    started_at: datetime,
+    next_polls: Mapping[str, datetime | None],
+) -> dict[str, Any]:
+    """The ``/healthz`` body from the state store, for the configured feeds.
+
+    A feed is failing while its consecutive failure count is above zero (the store resets
+    it on the next good poll). A store that cannot be read makes the status ``up: false``.
+    """
+    try:
+        states = await store.feed_states()
+        counts = await store.counts()
+    except (SQLAlchemyError, NotifierError, OSError) as exc:
+        log.error("health: state store unreadable: %s", exc)
+        return {
+            "up": False,
+            "started_at": _at(started_at),
+            "error": f"state store unreadable: {type(exc).__name__}",
+        }
+    report: dict[str, dict[str, Any]] = {}
+    for feed in feeds:
+        state = states.get(feed.id)
+        failures = state.failures if state else 0
+        report[feed.id] = {
+            "last_poll_at": _at(state.last_poll_at) if state else None,
+            "last_ok_at": _at(state.last_ok_at) if state else None,
+            "failures": failures,
+            "last_error": state.last_error if state else None,
+            "failing": failures > 0,
+            "next_poll_at": _at(next_polls.get(feed.id)),
+        }
+    return {
+        "up": True,
+        "started_at": _at(started_at),
+        "feeds": report,
+        "failing_feeds": sorted(fid for fid, feed in report.items() if feed["failing"]),
+        "queue_depth": counts.get("queued", 0),
+        "dead_deliveries": counts.get("dead", 0),
+    }

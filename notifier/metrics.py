@@ -1,0 +1,175 @@
+"""Prometheus metrics of one running daemon, in a registry of its own.
+
+Each :class:`Metrics` holds its own ``CollectorRegistry`` rather than the process-wide
+default one: two apps in one process (tests, the demo) would otherwise collide on metric
+names ("Duplicated timeseries in CollectorRegistry").
+
+Counters count what this process did since it started; the gauges that describe shared
+state (queue depth, dead letters, failing feeds) are set from the state store, which is
+the truth across instances.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from notifier import __version__
+
+POLL_OUTCOMES = frozenset({"ok", "not_modified", "unchanged", "error"})
+DELIVERY_OUTCOMES = frozenset({"sent", "retry", "failed", "dead"})
+
+# From a fast webhook (~50 ms) to a delivery that waited out most of the backoff
+# schedule (5s, 5m, 30m, 2h, 5h, 10h, …): about one bucket per factor of 2-3.
+LATENCY_BUCKETS_S = (
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    43200.0,
+    86400.0,
+)
+
+
+class Metrics:
+    """The daemon's metrics and the registry they live in."""
+
+    def __init__(self, *, started_at_s: float | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        # prometheus_client appends `_total` to counter names itself.
+        self.polls = Counter(
+            "notifier_polls", "Feed polls by outcome.", ["feed", "outcome"], registry=r
+        )
+        self.poll_failures = Counter(
+            "notifier_poll_failures", "Failed feed polls.", ["feed"], registry=r
+        )
+        self.events = Counter("notifier_events", "Events emitted, by type.", ["type"], registry=r)
+        self.deliveries = Counter(
+            "notifier_deliveries",
+            "Delivery attempts by channel and outcome.",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "notifier_queue_depth", "Deliveries queued (due now or later).", registry=r
+        )
+        self.dead_deliveries = Gauge(
+            "notifier_dead_deliveries", "Deliveries that gave up (dead letters).", registry=r
+        )
+        self.delivery_latency = Histogram(
+            "notifier_delivery_latency_seconds",
+            "From delivery creation to sent, retries included.",
+            ["channel"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.feed_failing = Gauge(
+            "notifier_feed_failing",
+            "1 while a feed's last poll failed, else 0.",
+            ["feed"],
+            registry=r,
+        )
+        self.up = Gauge("notifier_up", "1 while the daemon runs.", registry=r)
+        self.start_time = Gauge(
+            "notifier_start_time_seconds", "Start time of the daemon (Unix time).", registry=r
+        )
+        self.build_info = Gauge(
+            "notifier_build_info", "The running version (always 1).", ["version"], registry=r
+        )
+        self.up.set(1)
+        self.start_time.set(time.time() if started_at_s is None else started_at_s)
+        self.build_info.labels(version=__version__).set(1)
+        self._feeds: set[str] = set()
+
+    # --- what the daemon calls -------------------------------------------------------
+
+    def observe_poll(self, feed_id: str, outcome: str) -> None:
+        """One poll of a feed: ``ok``, ``not_modified``, ``unchanged`` or ``error``."""
+        if outcome not in POLL_OUTCOMES:
+            raise ValueError(f"unknown poll outcome {outcome!r}")
+        self._feeds.add(feed_id)
+        self.polls.labels(feed=feed_id, outcome=outcome).inc()
+        if outcome == "error":
+            self.poll_failures.labels(feed=feed_id).inc()
+
+    def observe_event(self, event_type: str) -> None:
+        self.events.labels(type=event_type).inc()
+
+    def observe_delivery(self, channel: str, outcome: str, latency_s: float | None = None) -> None:
+        """One attempt: ``sent``, ``retry``, ``failed`` or ``dead``.
+
+        ``latency_s`` (creation to now) is recorded for ``sent`` only: it is the time an
+        alert took to reach its subscriber, which is what an SLO is about.
+        """
+        if outcome not in DELIVERY_OUTCOMES:
+            raise ValueError(f"unknown delivery outcome {outcome!r}")
+        self.deliveries.labels(channel=channel, outcome=outcome).inc()
+        if outcome == "sent" and latency_s is not None:
+            self.delivery_latency.labels(channel=channel).observe(max(latency_s, 0.0))
+
+    def set_queue(self, depth: int, dead: int) -> None:
+        self.queue_depth.set(depth)
+        self.dead_deliveries.set(dead)
+
+    def set_feed_failing(self, feed_id: str, failing: bool) -> None:
+        self._feeds.add(feed_id)
+        self.feed_failing.labels(feed=feed_id).set(1 if failing else 0)
+
+    def set_feeds(self, feed_ids: Iterable[str]) -> None:
+        """Start (and after a reload, re-scope) the per-feed series.
+
+        Each configured feed gets zero-valued series at once, so ``rate()`` and alerts on
+        ``notifier_feed_failing`` work before its first poll; a feed removed from the
+        config loses its series instead of reporting a stale value forever.
+        """
+        wanted = set(feed_ids)
+        for feed_id in self._feeds - wanted:
+            self._forget_feed(feed_id)
+        for feed_id in wanted:
+            for outcome in POLL_OUTCOMES:
+                self.polls.labels(feed=feed_id, outcome=outcome)
+            self.poll_failures.labels(feed=feed_id)
+            if feed_id not in self._feeds:
+                self.feed_failing.labels(feed=feed_id).set(0)
+        self._feeds = wanted
+
+    def set_down(self) -> None:
+        """Shutting down: ``notifier_up`` drops to 0 for a last scrape."""
+        self.up.set(0)
+
+    def apply_status(self, status: Mapping[str, Any]) -> None:
+        """Refresh the store-derived gauges from a ``/healthz`` status dict."""
+        if "queue_depth" in status and "dead_deliveries" in status:
+            self.set_queue(int(status["queue_depth"]), int(status["dead_deliveries"]))
+        for feed_id, feed in status.get("feeds", {}).items():
+            self.set_feed_failing(feed_id, bool(feed.get("failing")))
+
+    def render(self) -> bytes:
+        """The text exposition format (serve with ``prometheus_client.CONTENT_TYPE_LATEST``)."""
+        return generate_latest(self.registry)
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _forget_feed(self, feed_id: str) -> None:
+        # `remove` ignores series that were never created.
+        for outcome in POLL_OUTCOMES:
+            self.polls.remove(feed_id, outcome)
+        self.poll_failures.remove(feed_id)
+        self.feed_failing.remove(feed_id)
+        self._feeds.discard(feed_id)
