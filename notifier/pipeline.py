@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -21,7 +22,7 @@ import aiohttp
 from notifier.calendar import diff_calendar, due_transitions, transition_event
 from notifier.config import Config, FeedSection
 from notifier.errors import FetchError
-from notifier.feeds import diff_entries, fetch_feed, parse_feed
+from notifier.feeds import FetchResult, diff_entries, fetch_feed, parse_feed
 from notifier.matching import SubscriberIndex
 from notifier.model import Entry, Event, stable_id
 from notifier.routing import plan_deliveries
@@ -31,6 +32,10 @@ from notifier.tagging import Tagger
 log = logging.getLogger("notifier.pipeline")
 
 Clock = Callable[[], datetime]
+
+# A feed whose parse takes longer than this is a failed poll (feedparser's lenient
+# parser has slow paths on hostile input; the pool worker finishes on its own).
+PARSE_TIMEOUT_S = 60.0
 
 
 def utc_now() -> datetime:
@@ -143,8 +148,7 @@ class Pipeline:
             )
             entries: list[Entry] = []
             if not unchanged:
-                assert fetched.body is not None
-                entries = await self._parse(fetched.body, fetched.content_type, fetched.final_url)
+                entries = await self._parse(feed, fetched)
         except FetchError as exc:
             await self._record_failure(feed, str(exc), report)
             return report
@@ -206,12 +210,22 @@ class Pipeline:
             body_hash=fetched.body_hash,
         )
 
-    async def _parse(self, body: bytes, content_type: str | None, url: str) -> list[Entry]:
+    async def _parse(self, feed: FeedSection, fetched: FetchResult) -> list[Entry]:
+        assert fetched.body is not None
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(
-            self.parse_executor, _parse_entries, body, content_type, url
-        )
-        return result
+        try:
+            async with asyncio.timeout(PARSE_TIMEOUT_S):
+                parsed = await loop.run_in_executor(
+                    self.parse_executor,
+                    partial(parse_feed, content_type=fetched.content_type,
+                            base_url=fetched.final_url),
+                    fetched.body,
+                )
+        except TimeoutError:
+            raise FetchError(f"parsing took longer than {PARSE_TIMEOUT_S:g} s") from None
+        if parsed.warning:
+            log.info("feed %s: %s", feed.id, parsed.warning)
+        return list(parsed.entries)
 
     async def _record_failure(self, feed: FeedSection, error: str, report: PassReport) -> None:
         report.feed_errors[feed.id] = error
@@ -295,12 +309,6 @@ class Pipeline:
                 if await self.store.emit(tx, event, deliveries, now=now):
                     report.events.append(event)
                     report.deliveries += len(deliveries)
-
-
-def _parse_entries(body: bytes, content_type: str | None, url: str) -> list[Entry]:
-    """Top-level (picklable) so it can run in a process pool."""
-    parsed = parse_feed(body, content_type=content_type, base_url=url)
-    return list(getattr(parsed, "entries", parsed))
 
 
 def _entry_changes(previous: tuple[str, str, str] | None, entry: Entry) -> list[dict[str, Any]]:

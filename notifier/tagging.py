@@ -15,11 +15,15 @@ Rules, and why:
   tagged (in US trade news it is mostly the state).
 - **hts**: digit strings without dots. Product terms (any case, plurals added) give the
   headings the gazetteer lists ("steel" -> 72, 73; "auto parts" -> 8708 and not 8703).
+  Product phrases may overlap ("heavy-duty truck parts" -> 8704 and 8708), but a phrase
+  inside a longer one does not count ("chips" inside the ignored "potato chips").
   Explicit numbers are kept as written, dots removed: a dotted number anywhere
-  ("8708.29.50" -> 87082950, "9903.01.25" -> 99030125, chapter 99 included), or a
-  plain number after "HTS", "heading(s)", "subheading(s)" ("heading 8708"), or a
-  two-digit number after "chapter(s)" ("chapters 72 and 73"; not "Chapter 11
-  bankruptcy"). "Section 232" and proclamation or FR numbers are never headings.
+  ("8708.29.50" -> 87082950, "9903.01.25" -> 99030125, chapter 99 included), a plain
+  number after "HTS", "heading(s)", "subheading(s)" ("heading 8708"), or a two-digit
+  number after "chapter(s)" ("chapters 72 and 73"; chapters 11, 12, 13 and 15 only when
+  the text names the tariff schedule and not bankruptcy). "Section 232", proclamation
+  and FR numbers are never headings. A number is not widened to its heading:
+  subscriber filters are prefixes, so "87082950" already matches a filter "8708".
 - **rates**: every percentage written as a number with "%", "percent", "per cent" or
   "pct", normalised to "25%", "27.5%"; both ends of a range ("10-25%", "between 10 and
   25 percent"). We do not try to tell a tariff rate from a market move ("shares fell
@@ -205,15 +209,19 @@ def _normal(phrase: str) -> str:
     return _SEPARATOR.sub(" ", phrase.strip()).replace("’", "'")
 
 
-def _trie_regex(phrases: Iterable[str], *, first_char_scan: bool) -> re.Pattern[str]:
+def _trie_regex(phrases: Iterable[str], *, overlapping: bool) -> re.Pattern[str]:
     """One regex matching any phrase, longest first, at word boundaries.
 
     A prefix tree instead of a flat alternation: Python's ``re`` tries alternatives one by
     one, so a flat list of 1,500 phrases costs 1,500 tries per position; the tree costs one
-    per character. Greedy optional groups make the longest phrase win. With
-    ``first_char_scan`` the start-of-word check sits after the first character, which lets
-    ``re`` skip quickly to positions holding a possible first character (a win for
-    case-sensitive names, which start with a capital; not for lower-cased text).
+    per character. Greedy optional groups make the longest phrase win.
+
+    Without ``overlapping`` (country names, which start with a capital) the start-of-word
+    check sits after the first character, so ``re`` can skip to positions holding a
+    possible first letter. With it, the phrase is captured inside a lookahead at every
+    word start, so "heavy-duty truck parts" yields both "heavy-duty truck" and "truck
+    parts"; the caller drops a match that lies inside an earlier one ("chips" inside the
+    ignored "potato chips").
     """
     root: dict[str, Any] = {}
     for phrase in phrases:
@@ -223,10 +231,10 @@ def _trie_regex(phrases: Iterable[str], *, first_char_scan: bool) -> re.Pattern[
         node[""] = {}
     if not root:
         return re.compile("(?!)")
-    if first_char_scan:
-        branches = [_atom(c) + r"(?<!\w.)" + _render(child) for c, child in sorted(root.items())]
-        return re.compile("(?:" + "|".join(branches) + r")(?!\w)")
-    return re.compile(r"(?<!\w)" + _render(root) + r"(?!\w)")
+    if overlapping:
+        return re.compile(r"(?<!\w)(?=(" + _render(root) + r")(?!\w))")
+    branches = [_atom(c) + r"(?<!\w.)" + _render(child) for c, child in sorted(root.items())]
+    return re.compile("(?:" + "|".join(branches) + r")(?!\w)")
 
 
 def _render(node: dict[str, Any]) -> str:
@@ -290,8 +298,8 @@ class Tagger:
         for term in gazetteer.ignore["terms"]:
             for form in _product_forms(term):
                 self._products[form] = ()
-        self._country_re = _trie_regex(self._countries, first_char_scan=True)
-        self._product_re = _trie_regex(self._products, first_char_scan=False)
+        self._country_re = _trie_regex(self._countries, overlapping=False)
+        self._product_re = _trie_regex(self._products, overlapping=True)
 
     @classmethod
     def from_files(cls, *paths: Path) -> Tagger:
@@ -308,8 +316,11 @@ class Tagger:
         # ``re`` to fold case at every position (about twice as fast).
         lower = text.lower()
         hts: set[str] = set()
+        covered = 0
         for match in self._product_re.finditer(lower):
-            hts.update(self._products.get(_normal(match[0]), ()))
+            if match.end(1) > covered:  # not inside a longer phrase already seen
+                covered = match.end(1)
+                hts.update(self._products.get(_normal(match[1]), ()))
         numbers = _Numbers(lower)
         hts.update(numbers.hts)
         return Tags(
@@ -343,7 +354,10 @@ _KEYWORD_AT = re.compile(
     rf"({_LIST_NUMBER}(?:(?:\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or|through|to)\s+)"
     rf"{_LIST_NUMBER}(?![\w%]))*)(?![\w%])"
 )
-_BANKRUPTCY = re.compile(r"bankrupt|insolven|creditor|protection")
+# Two-digit chapters of the US Bankruptcy Code: "Chapter 11" is HTS chapter 11 only when
+# the text speaks of the tariff schedule and not of bankruptcy.
+_BANKRUPTCY_CHAPTERS = frozenset({"11", "12", "13", "15"})
+_SCHEDULE_WORDS = ("hts", "harmonized", "tariff schedule")
 
 
 class _Numbers:
@@ -408,10 +422,10 @@ class _Numbers:
         if not found[1].startswith("chapter"):
             self.hts.update(n for n in numbers if len(n) in (4, 6, 8, 10))
             return
-        # "Chapter 11" of the Bankruptcy Code is not HTS chapter 11.
-        clause = re.split(r"[.;]", self.text[found.end() : found.end() + 40], maxsplit=1)[0]
-        if not _BANKRUPTCY.search(clause):
-            self.hts.update(n for n in numbers if len(n) == 2)
+        schedule = "bankrupt" not in self.text and any(w in self.text for w in _SCHEDULE_WORDS)
+        self.hts.update(
+            n for n in numbers if len(n) == 2 and (schedule or n not in _BANKRUPTCY_CHAPTERS)
+        )
 
 
 # --------------------------------------------------------------------------- dates

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.daemon import Daemon
 from tests.peers.feeds import FeedServer
 from tests.peers.smtp import SmtpPeer
 from tests.peers.webhook import WebhookPeer
@@ -73,3 +74,11 @@ def write_config(tmp_path: Path) -> WriteConfig:
         return path
 
     return write
+
+
+@pytest.fixture
+async def daemons() -> AsyncIterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        await daemon.kill()

@@ -8,31 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.conftest import WriteConfig, new_secret
 from tests.peers import wait_for
+from tests.peers.daemon import Daemon, free_port
 from tests.peers.feeds import FeedItem, FeedServer
-from tests.peers.smtp import SmtpPeer
 from tests.peers.webhook import Reply, WebhookPeer
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rule(rule_id: str, at: datetime, *, rate: str = "25%") -> str:
@@ -46,53 +35,6 @@ rate = "{rate}"
 effective = {at.isoformat(timespec="milliseconds")}
 source = "https://www.federalregister.gov/d/2025-05930"
 """
-
-
-class Daemon:
-    """One `tariff-notifier run` subprocess with its log in a file."""
-
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.log_path = config.parent / "daemon.log"
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> Daemon:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        log = self.log_path.open("a")
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "notifier", "run", "-c", str(self.config),
-            stdout=log, stderr=log, env=env,
-        )
-        log.close()
-        await wait_for(lambda: "running:" in self.log(), timeout_s=20, what="daemon start")
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    async def stop(self, *, within_s: float = 10.0) -> tuple[int, float]:
-        assert self.proc is not None
-        started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(self.proc.wait(), timeout=within_s + 5)
-        return code, time.monotonic() - started
-
-    async def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-
-
-@pytest.fixture
-async def daemons() -> AsyncIterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        await daemon.kill()
 
 
 def daemon_config(hooks: WebhookPeer, secret: str, *, extra: str = "", health: int = 0) -> str:
@@ -194,7 +136,10 @@ async def test_sighup_reloads_calendar_and_rejects_a_broken_config(
 
 
 async def test_sigterm_during_a_burst_exits_in_time_and_the_rest_arrives_after_restart(
-    write_config: WriteConfig, hooks: WebhookPeer, secret: str, feeds: FeedServer,
+    write_config: WriteConfig,
+    hooks: WebhookPeer,
+    secret: str,
+    feeds: FeedServer,
     daemons: list[Daemon],
 ) -> None:
     feeds.feeds["burst"] = [FeedItem("seed", "Seed entry")]
@@ -205,8 +150,11 @@ async def test_sigterm_during_a_burst_exits_in_time_and_the_rest_arrives_after_r
     daemon = await Daemon(path).start()
     daemons.append(daemon)
     await wait_for(lambda: feeds.requests.get("burst", 0) >= 1, timeout_s=15, what="baseline")
-    await wait_for(lambda: "baseline" in daemon.log() or feeds.requests["burst"] >= 2,
-                   timeout_s=15, what="second poll")
+    await wait_for(
+        lambda: "baseline" in daemon.log() or feeds.requests["burst"] >= 2,
+        timeout_s=15,
+        what="second poll",
+    )
     # Slow receiver: each answer takes 0.5 s, 5 in flight -> 30 entries need ~3 s.
     hooks.default = Reply(204, hang_s=0.5)
     feeds.feeds["burst"] += [FeedItem(f"e{i}", f"Entry {i} on tariffs") for i in range(30)]
@@ -219,7 +167,8 @@ async def test_sigterm_during_a_burst_exits_in_time_and_the_rest_arrives_after_r
     daemons.append(await Daemon(path).start())
     await wait_for(
         lambda: len({c.headers["webhook-id"] for c in hooks.calls_to("/erp")}) >= 30,
-        timeout_s=20, what="all 30 deliveries",
+        timeout_s=20,
+        what="all 30 deliveries",
     )
     await daemons[-1].stop()
     calls = hooks.calls_to("/erp")
@@ -230,7 +179,10 @@ async def test_sigterm_during_a_burst_exits_in_time_and_the_rest_arrives_after_r
 
 
 async def test_health_and_metrics_answer(
-    write_config: WriteConfig, hooks: WebhookPeer, secret: str, feeds: FeedServer,
+    write_config: WriteConfig,
+    hooks: WebhookPeer,
+    secret: str,
+    feeds: FeedServer,
     daemons: list[Daemon],
 ) -> None:
     port = free_port()

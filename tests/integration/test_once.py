@@ -93,7 +93,10 @@ def secret(hooks: WebhookPeer) -> str:
 
 @pytest.fixture
 def setup(
-    write_config: WriteConfig, smtp: SmtpPeer, hooks: WebhookPeer, feeds: FeedServer,
+    write_config: WriteConfig,
+    smtp: SmtpPeer,
+    hooks: WebhookPeer,
+    feeds: FeedServer,
     secret: str,
 ) -> Path:
     feeds.feeds["news"] = [
@@ -126,8 +129,11 @@ async def test_new_and_updated_entries_reach_matching_subscribers(
     await once(setup, clock)
     feeds.feeds["news"][1] = FeedItem("a2", "USTR statement on U.S.-Japan trade talks")
     feeds.feeds["news"].append(
-        FeedItem("a3", "Japan braces as 25% tariff on auto parts starts May 3",
-                 "Japanese automakers expect the duty on auto parts to bite.")
+        FeedItem(
+            "a3",
+            "Japan braces as 25% tariff on auto parts starts May 3",
+            "Japanese automakers expect the duty on auto parts to bite.",
+        )
     )
     clock.advance(minutes=15)
     report = await once(setup, clock)
@@ -166,19 +172,25 @@ async def test_a_pass_with_no_change_sends_nothing(
 
 
 async def test_calendar_edits_announce_change_and_withdraw(
-    setup: Path, clock: FakeClock, hooks: WebhookPeer, write_config: WriteConfig,
-    smtp: SmtpPeer, feeds: FeedServer, secret: str,
+    setup: Path,
+    clock: FakeClock,
+    hooks: WebhookPeer,
+    write_config: WriteConfig,
+    smtp: SmtpPeer,
+    feeds: FeedServer,
+    secret: str,
 ) -> None:
     await once(setup, clock)
     edited = RULES.replace('rate = "25%"', 'rate = "50%"').replace(
         'id = "us-ieepa-jp-24"', 'id = "us-ieepa-jp-15"'
     )
-    write_config(config_text(smtp=smtp, hooks=hooks, feeds=feeds, secret=secret),
-                 calendar=edited)
+    write_config(config_text(smtp=smtp, hooks=hooks, feeds=feeds, secret=secret), calendar=edited)
     clock.advance(minutes=1)
     report = await once(setup, clock)
     assert sorted(e.type for e in report.sources.events) == [
-        "tariff.rule.announced", "tariff.rule.changed", "tariff.rule.withdrawn"
+        "tariff.rule.announced",
+        "tariff.rule.changed",
+        "tariff.rule.withdrawn",
     ]
     calls = await hooks.wait_for_count(3, path="/erp")
     payloads = {c.json["type"]: c.json["data"] for c in calls}
@@ -254,8 +266,12 @@ async def test_smtp_451_is_retried_then_accepted(
 
 
 async def test_dead_endpoint_ends_dead_and_others_are_delivered(
-    write_config: WriteConfig, smtp: SmtpPeer, hooks: WebhookPeer, feeds: FeedServer,
-    secret: str, clock: FakeClock,
+    write_config: WriteConfig,
+    smtp: SmtpPeer,
+    hooks: WebhookPeer,
+    feeds: FeedServer,
+    secret: str,
+    clock: FakeClock,
 ) -> None:
     hooks.set_secret("/dead", secret)
     feeds.feeds["news"] = [FeedItem("a1", "Old news")]
@@ -289,8 +305,11 @@ async def test_feed_markup_is_escaped_in_html_email(
 ) -> None:
     await once(setup, clock)
     feeds.feeds["news"].append(
-        FeedItem("x1", "<script>alert(1)</script> Japan auto parts tariff: rates < 25% & up",
-                 "<img src=x onerror=alert(2)> Japanese auto parts face 25%")
+        FeedItem(
+            "x1",
+            "<script>alert(1)</script> Japan auto parts tariff: rates < 25% & up",
+            "<img src=x onerror=alert(2)> Japanese auto parts face 25%",
+        )
     )
     await once(setup, clock)
     [mail] = await smtp.wait_for_count(1)
@@ -304,8 +323,12 @@ async def test_feed_markup_is_escaped_in_html_email(
 
 
 async def test_broken_feed_is_recorded_and_others_still_polled(
-    write_config: WriteConfig, smtp: SmtpPeer, hooks: WebhookPeer, feeds: FeedServer,
-    secret: str, clock: FakeClock,
+    write_config: WriteConfig,
+    smtp: SmtpPeer,
+    hooks: WebhookPeer,
+    feeds: FeedServer,
+    secret: str,
+    clock: FakeClock,
 ) -> None:
     feeds.feeds["news"] = [FeedItem("a1", "Old news")]
     feeds.raw["junk"] = b"\x00\xffnot a feed at all" * 50
