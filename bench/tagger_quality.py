@@ -80,6 +80,11 @@ def load_cases(path: Path = LABELLED) -> list[Mapping[str, Any]]:
     return cases
 
 
+def split_of(case: Mapping[str, Any]) -> str:
+    """``dev`` cases were used to improve the gazetteer; ``holdout`` cases never were."""
+    return str(case.get("split", "dev"))
+
+
 def reference_of(case: Mapping[str, Any]) -> datetime | None:
     value = case.get("reference")
     if isinstance(value, datetime):
@@ -138,19 +143,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     tagger = Tagger.from_files()
     compile_ms = (time.perf_counter() - started) * 1e3
     cases = load_cases()
-    scores = score(tagger, cases)
+    splits = {
+        "all": cases,
+        "dev": [case for case in cases if split_of(case) == "dev"],
+        "holdout": [case for case in cases if split_of(case) == "holdout"],
+    }
+    scores = {split: score(tagger, chosen) for split, chosen in splits.items()}
     speed = throughput(tagger, cases)
 
     print(f"{len(cases)} labelled cases ({LABELLED.relative_to(ROOT)})")
-    print(f"{'field':8} {'precision':>9} {'recall':>7} {'f1':>6} {'tp':>5} {'fp':>4} {'fn':>4}")
-    for name, result in scores.items():
-        print(
-            f"{name:8} {result.precision:9.3f} {result.recall:7.3f} {result.f1:6.3f} "
-            f"{result.tp:5d} {result.fp:4d} {result.fn:4d}"
-        )
-        if args.verbose:
-            for miss in result.misses:
-                print(f"    {miss}")
+    for split, by_field in scores.items():
+        print(f"\n[{split}: {len(splits[split])} cases]")
+        print(f"{'field':8} {'precision':>9} {'recall':>7} {'f1':>6} {'tp':>5} {'fp':>4} {'fn':>4}")
+        for name, result in by_field.items():
+            print(
+                f"{name:8} {result.precision:9.3f} {result.recall:7.3f} {result.f1:6.3f} "
+                f"{result.tp:5d} {result.fp:4d} {result.fn:4d}"
+            )
+            if args.verbose and split != "all":
+                for miss in result.misses:
+                    print(f"    {miss}")
+    print()
     print(
         f"throughput: {speed['entries_per_s']:,} entries/s "
         f"(mean {speed['mean_entry_chars']} chars); 500-char paragraph: "
@@ -162,7 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps(
             {
                 "cases": len(cases),
-                "scores": {name: result.as_dict() for name, result in scores.items()},
+                "splits": {split: len(chosen) for split, chosen in splits.items()},
+                "scores": {
+                    split: {name: result.as_dict() for name, result in by_field.items()}
+                    for split, by_field in scores.items()
+                },
                 "speed": {**speed, "compile_ms": round(compile_ms, 1)},
                 "python": platform.python_version(),
                 "measured_at": datetime.now().astimezone().isoformat(timespec="seconds"),

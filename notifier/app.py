@@ -21,7 +21,7 @@ import aiohttp
 
 from notifier.config import Config
 from notifier.errors import StoreError
-from notifier.outbox import Channels, DrainReport, Outbox, build_channels
+from notifier.outbox import Channels, DrainReport, Outbox, build_channels, worker_name
 from notifier.pipeline import PassReport, Pipeline, utc_now
 from notifier.render import Renderer
 from notifier.store import Store
@@ -79,6 +79,8 @@ class App:
         )
         self._executor: Executor | None = parse_pool() if use_processes else None
         self._channels = channels
+        # One name per process: it holds feed leases and delivery claims.
+        self.worker = worker_name()
         self.store: Store
         self.session: aiohttp.ClientSession
         self.pipeline: Pipeline
@@ -125,6 +127,7 @@ class App:
                 clock=self.clock,
                 parse_executor=self._executor,
                 dry_run=self.dry_run,
+                worker=self.worker,
             )
             self.channels = self._channels or build_channels(self.config)
             await self.channels.open()
@@ -134,6 +137,7 @@ class App:
                 renderer=self.renderer,
                 channels=self.channels,
                 clock=self.clock,
+                worker=self.worker,
             )
         except BaseException:
             await self.store.close()

@@ -144,6 +144,13 @@ class Daemon:
             return
         async with self._poll_gate:
             try:
+                # Several instances on one database: whoever takes the lease polls this
+                # interval; the others skip (and take over if the holder dies).
+                lease = feed.every * 0.9
+                if not await self.app.store.take_feed_lease(
+                    feed.id, holder=self.app.worker, now=self.clock(), duration=lease
+                ):
+                    return
                 report = await self.app.pipeline.poll_feed(feed)
             except NotifierError as exc:  # the store failed: log, keep the daemon up
                 log.error("poll of %s could not be recorded: %s", feed_id, exc)

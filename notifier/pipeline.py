@@ -105,6 +105,7 @@ class Pipeline:
         clock: Clock = utc_now,
         parse_executor: Executor | None = None,
         dry_run: bool = False,
+        worker: str | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -113,6 +114,7 @@ class Pipeline:
         self.clock = clock
         self.parse_executor = parse_executor
         self.dry_run = dry_run
+        self.worker = worker
         self.index = SubscriberIndex(config.subscribers)
 
     def reconfigure(self, config: Config) -> None:
@@ -233,7 +235,9 @@ class Pipeline:
             log.warning("feed %s failed: %s", feed.id, error)
             return
         async with self.store.transaction() as tx:
-            failures = await self.store.record_poll(tx, feed.id, now=self.clock(), error=error)
+            failures = await self.store.record_poll(
+                tx, feed.id, now=self.clock(), error=error, polled_by=self.worker
+            )
         # Log once per state change, not on every failing poll of a dead feed.
         if failures == 1:
             log.warning("feed %s failed: %s", feed.id, error)

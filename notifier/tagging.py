@@ -77,6 +77,7 @@ class Gazetteer:
     countries: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     products: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     ignore: dict[str, list[str]] = field(default_factory=lambda: {"names": [], "terms": []})
+    product_files: dict[str, str] = field(default_factory=dict)  # id -> file that last set it
 
 
 def load_gazetteer(*paths: Path) -> Gazetteer:
@@ -88,7 +89,7 @@ def load_gazetteer(*paths: Path) -> Gazetteer:
         if not product["hts"] or not product["terms"]:
             raise ConfigError(
                 "a product needs both terms and hts after merging",
-                file=str(paths[-1]),
+                file=merged.product_files[pid],
                 key=f"product.{pid}",
             )
     return merged
@@ -102,7 +103,9 @@ class _GazetteerFile:
         try:
             self.text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"cannot read gazetteer: {exc.strerror}", file=str(path)) from exc
+            raise ConfigError(
+                f"cannot read gazetteer: {exc.strerror or exc}", file=str(path)
+            ) from exc
         try:
             self.data = tomllib.loads(self.text)
         except tomllib.TOMLDecodeError as exc:
@@ -115,22 +118,26 @@ class _GazetteerFile:
         return ConfigError(message, file=str(self.path), key=key, line=self._line_of(key))
 
     def _line_of(self, key: str) -> int | None:
-        """Best effort: the line where the key path's last part is defined."""
-        parts = key.replace("[", ".").replace("]", "").split(".")
-        start = 0
+        """Best effort: the line defining the key path's deepest part that can be found.
+
+        tomllib reports lines for syntax errors only, so a schema error is traced back
+        by walking the path: each part is looked for, as a table header component or as
+        a key, from the line where the previous part was found.
+        """
         lines = self.text.splitlines()
-        for part in parts:
+        found: int | None = None
+        for part in re.sub(r"\[\d+\]", "", key).split("."):
+            name = re.escape(part)
             pattern = re.compile(
-                rf"^\s*(?:\[+\s*[\w.]*\b{re.escape(part)}\s*\]+|\"?{re.escape(part)}\"?\s*=)"
+                rf"^\s*\[+[^\]]*(?<![\w-]){name}(?![\w-])[^\]]*\]+"
+                rf"|(?:^|[{{,])\s*[\"']?{name}[\"']?\s*="
             )
-            pattern_inline = re.compile(rf"[{{,]\s*{re.escape(part)}\s*=")
-            for number in range(start, len(lines)):
-                if pattern.search(lines[number]) or pattern_inline.search(lines[number]):
-                    start = number
-                    break
-            else:
-                return start + 1 if start else None
-        return start + 1
+            start = found or 0
+            match = next((n for n in range(start, len(lines)) if pattern.search(lines[n])), None)
+            if match is None:
+                break
+            found = match
+        return None if found is None else found + 1
 
     def merge_into(self, merged: Gazetteer) -> None:
         unknown = set(self.data) - {"country", "product", "ignore"}
@@ -153,6 +160,7 @@ class _GazetteerFile:
                         f"product.{pid}.hts[{index}]",
                     )
             _merge_entry(merged.products, pid, lists, replace=entry.get("replace") is True)
+            merged.product_files[pid] = str(self.path)
         if "ignore" in self.data:
             lists = self._entry("ignore", self.data["ignore"], _IGNORE_KEYS, allow_replace=False)
             for name in _IGNORE_KEYS:
@@ -478,11 +486,11 @@ def _month_mentions(text: str) -> Iterator[_Mention]:
         month = _MONTHS[match[0].rstrip(".").title()]
         if day := _DAY_AFTER.match(text, end):
             yield (int(day[2]) if day[2] else None), month, int(day[1])
-        elif year := _YEAR_AFTER.match(text, end):
-            yield int(year[1]), month, None
         elif day := _DAY_BEFORE.search(text, max(0, start - 12), start):
             year = _YEAR_AFTER.match(text, end)
             yield (int(year[1]) if year else None), month, int(day[1])
+        elif year := _YEAR_AFTER.match(text, end):
+            yield int(year[1]), month, None
         elif _QUALIFIER_BEFORE.search(text, max(0, start - 30), start):
             yield None, month, None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import textwrap
 from collections.abc import AsyncIterator, Callable
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests.peers.daemon import Daemon
 from tests.peers.feeds import FeedServer
@@ -82,3 +84,51 @@ async def daemons() -> AsyncIterator[list[Daemon]]:
     yield started
     for daemon in started:
         await daemon.kill()
+
+
+PG_URL_ENV = "NOTIFIER_TEST_PG_URL"
+
+
+def _pg_admin_url() -> str | None:
+    return os.environ.get(PG_URL_ENV) or None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def state_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """The state store URL for a test, once per backend.
+
+    SQLite: a file under the config's folder. PostgreSQL: a fresh database on the
+    server named by NOTIFIER_TEST_PG_URL (created and dropped around the test); without
+    that variable the PostgreSQL half is skipped, saying why.
+    """
+    if request.param == "sqlite":
+        yield "sqlite:///state/n.db"
+        return
+    admin = _pg_admin_url()
+    if admin is None:
+        pytest.skip(f"PostgreSQL tests need {PG_URL_ENV} (e.g. postgresql://postgres@127.0.0.1/test)")
+    async with pg_database(admin) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def pg_database(admin_url: str) -> AsyncIterator[str]:
+    """A throw-away PostgreSQL database on the server of ``admin_url``."""
+    import asyncpg
+
+    name = "tn_" + os.urandom(6).hex()
+    dsn = admin_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = sa.engine.make_url(dsn).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()

@@ -29,6 +29,9 @@ from notifier.store import schema as t
 __all__ = ["FeedState", "Store"]
 
 SCHEMA_VERSION = "1"
+DIGEST_LOCK = 0x7461726966  # pg advisory lock key for digest claims ("tarif")
+MIGRATION_LOCK = 0x74617269  # pg advisory lock key for schema migrations
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class FeedState:
     last_ok_at: datetime | None
     last_error: str | None
     failures: int
+    polled_by: str | None = None
 
 
 def async_url(url: str) -> str:
@@ -114,8 +118,8 @@ class Store:
         store = cls(engine, url=url)
         try:
             if create:
-                async with engine.begin() as conn:
-                    await conn.run_sync(t.metadata.create_all)
+                await store.migrate()
+                async with store.transaction() as conn:
                     await store._init_meta(conn)
         except (OperationalError, DBAPIError, OSError) as exc:
             await engine.dispose()
@@ -124,6 +128,19 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    async def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` with Alembic (a new database starts at 0001).
+
+        On PostgreSQL an advisory lock serialises instances that start together.
+        """
+        async with self.engine.connect() as conn:
+            await conn.run_sync(_run_migrations, revision)
+            await conn.commit()
+
+    async def schema_revision(self) -> str | None:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(_current_revision)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -186,12 +203,13 @@ class Store:
         etag: str | None = None,
         last_modified: str | None = None,
         body_hash: str | None = None,
+        polled_by: str | None = None,
     ) -> int:
         """Record a poll's outcome; returns the feed's consecutive failure count."""
         current = (
             await conn.execute(sa.select(t.feed_state).where(t.feed_state.c.feed_id == feed_id))
         ).first()
-        values: dict[str, Any] = {"last_poll_at": now}
+        values: dict[str, Any] = {"last_poll_at": now, "polled_by": polled_by}
         if error is None:
             values.update(last_ok_at=now, last_error=None, failures=0)
             if etag is not None or last_modified is not None or body_hash is not None:
@@ -199,7 +217,9 @@ class Store:
         else:
             values.update(last_error=error, failures=(current.failures if current else 0) + 1)
         if current is None:
-            await conn.execute(t.feed_state.insert().values(feed_id=feed_id, **values))
+            await conn.execute(
+                self._insert_ignore(t.feed_state, "feed_id").values(feed_id=feed_id, **values)
+            )
         else:
             await conn.execute(
                 t.feed_state.update().where(t.feed_state.c.feed_id == feed_id).values(**values)
@@ -237,6 +257,35 @@ class Store:
                     )
                 )
 
+    async def take_feed_lease(
+        self, feed_id: str, *, holder: str, now: datetime, duration: timedelta
+    ) -> bool:
+        """Take (or renew) the right to poll a feed until ``now + duration``.
+
+        True for exactly one instance per lease period; an expired lease of a dead
+        holder is taken over.
+        """
+        c = t.feed_leases.c
+        async with self.transaction() as conn:
+            renewed = await conn.execute(
+                t.feed_leases.update()
+                .where((c.feed_id == feed_id) & ((c.until <= now) | (c.holder == holder)))
+                .values(holder=holder, until=now + duration)
+            )
+            if renewed.rowcount == 1:
+                return True
+            created = await conn.execute(
+                self._insert_ignore(t.feed_leases, "feed_id").values(
+                    feed_id=feed_id, holder=holder, until=now + duration
+                )
+            )
+            return bool(created.rowcount == 1)
+
+    async def feed_lease_holders(self) -> dict[str, str]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(t.feed_leases))
+            return {r.feed_id: r.holder for r in rows}
+
     # --- calendar ----------------------------------------------------------------------
 
     async def known_rules(self) -> dict[str, tuple[Rule, datetime]]:
@@ -261,7 +310,7 @@ class Store:
             data = rule.to_dict()
             if rule_id not in known:
                 await conn.execute(
-                    t.rules.insert().values(
+                    self._insert_ignore(t.rules, "rule_id").values(
                         rule_id=rule_id, data=data, known_since=now, updated_at=now
                     )
                 )
@@ -292,12 +341,13 @@ class Store:
         *,
         now: datetime,
     ) -> bool:
-        """Insert an event and its deliveries unless the event exists. True if inserted."""
-        exists = await conn.scalar(sa.select(t.events.c.id).where(t.events.c.id == event.id))
-        if exists is not None:
-            return False
-        await conn.execute(
-            t.events.insert().values(
+        """Insert an event and its deliveries unless the event exists. True if inserted.
+
+        Insert-if-absent on the event id (``ON CONFLICT DO NOTHING``): two instances that
+        see the same change at once emit it once, and neither transaction fails.
+        """
+        inserted = await conn.execute(
+            self._insert_ignore(t.events, "id").values(
                 id=event.id,
                 type=event.type,
                 timestamp=event.timestamp,
@@ -308,9 +358,11 @@ class Store:
                 created_at=now,
             )
         )
+        if inserted.rowcount != 1:
+            return False
         if deliveries:
             await conn.execute(
-                t.deliveries.insert(),
+                self._insert_ignore(t.deliveries, "id"),
                 [
                     {
                         "id": d.id,
@@ -329,6 +381,14 @@ class Store:
                 ],
             )
         return True
+
+    def _insert_ignore(self, table: sa.Table, *keys: str) -> Any:
+        """``INSERT … ON CONFLICT (keys) DO NOTHING`` in this backend's dialect."""
+        if self.is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        return dialect_insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
     async def events_by_id(self, ids: Iterable[str]) -> dict[str, Event]:
         wanted = list(set(ids))
@@ -367,6 +427,12 @@ class Store:
         if not self.is_sqlite:
             pick = pick.with_for_update(skip_locked=True)
         async with self.transaction() as conn:
+            if digest and not self.is_sqlite:
+                # A digest is one email for a whole group of rows: let one instance at a
+                # time claim digests, so a group is never split between two senders.
+                got = await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(DIGEST_LOCK)))
+                if not got:
+                    return []
             ids = [r.id for r in await conn.execute(pick)]
             if not ids:
                 return []
@@ -422,17 +488,6 @@ class Store:
                     outcome=outcome,
                     detail=detail,
                 )
-            )
-
-    async def release(self, delivery_ids: Sequence[str]) -> None:
-        """Give claimed deliveries back to the queue untouched (shutdown)."""
-        if not delivery_ids:
-            return
-        async with self.transaction() as conn:
-            await conn.execute(
-                t.deliveries.update()
-                .where(t.deliveries.c.id.in_(list(delivery_ids)))
-                .values(claimed_until=None, claimed_by=None)
             )
 
     async def release_claims(self, worker: str) -> None:
@@ -524,6 +579,29 @@ class Store:
         async with self.engine.connect() as conn:
             rows = await conn.execute(sa.select(t.gone_endpoints))
             return {(r.subscriber_id, r.url): r.config_hash for r in rows}
+
+
+def _alembic_config(connection: Any) -> Any:
+    from alembic.config import Config as AlembicConfig
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _run_migrations(connection: Any, revision: str) -> None:
+    from alembic import command
+
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+    command.upgrade(_alembic_config(connection), revision)
+
+
+def _current_revision(connection: Any) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

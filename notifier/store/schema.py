@@ -1,4 +1,7 @@
-"""Table definitions: the one place the schema is written down.
+"""Table definitions: the schema at the head migration (``migrations/versions``).
+
+A change here needs a new migration beside it; ``tests/integration/test_migrations.py``
+checks that the migrated schema and these definitions agree.
 
 Times are stored as timezone-aware UTC (``UTCDateTime``) on both backends. JSON columns
 hold the event payload data and rule snapshots exactly as they are sent.
@@ -55,6 +58,17 @@ feed_state = sa.Table(
     sa.Column("last_ok_at", UTCDateTime),
     sa.Column("last_error", sa.Text),
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("polled_by", sa.String(64)),
+)
+
+feed_leases = sa.Table(
+    "feed_leases",
+    metadata,
+    # With several instances: who polls a feed this interval. Expires on its own, so a
+    # killed holder's feeds are taken over at the next interval.
+    sa.Column("feed_id", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("until", UTCDateTime, nullable=False),
 )
 
 seen_entries = sa.Table(

@@ -41,11 +41,12 @@ effective = 2025-04-09T00:01:00-04:00
 
 
 def config_text(
-    *, smtp: SmtpPeer, hooks: WebhookPeer, feeds: FeedServer, secret: str, extra: str = ""
+    *, smtp: SmtpPeer, hooks: WebhookPeer, feeds: FeedServer, secret: str, extra: str = "",
+    state: str = "sqlite:///state/n.db",
 ) -> str:
     return f"""
 [notifier]
-state = "sqlite:///state/n.db"
+state = "{state}"
 timezone = "America/New_York"
 public_url = "https://alerts.example.com"
 
@@ -97,14 +98,15 @@ def setup(
     smtp: SmtpPeer,
     hooks: WebhookPeer,
     feeds: FeedServer,
-    secret: str,
+    secret: str, state_url: str,
 ) -> Path:
     feeds.feeds["news"] = [
         FeedItem("a1", "Commerce opens Section 232 inclusions process"),
         FeedItem("a2", "USTR statement on trade talks"),
     ]
     return write_config(
-        config_text(smtp=smtp, hooks=hooks, feeds=feeds, secret=secret), calendar=RULES
+        config_text(smtp=smtp, hooks=hooks, feeds=feeds, secret=secret, state=state_url),
+        calendar=RULES,
     )
 
 
@@ -179,12 +181,16 @@ async def test_calendar_edits_announce_change_and_withdraw(
     smtp: SmtpPeer,
     feeds: FeedServer,
     secret: str,
+    state_url: str,
 ) -> None:
     await once(setup, clock)
     edited = RULES.replace('rate = "25%"', 'rate = "50%"').replace(
         'id = "us-ieepa-jp-24"', 'id = "us-ieepa-jp-15"'
     )
-    write_config(config_text(smtp=smtp, hooks=hooks, feeds=feeds, secret=secret), calendar=edited)
+    write_config(
+        config_text(smtp=smtp, hooks=hooks, feeds=feeds, secret=secret, state=state_url),
+        calendar=edited,
+    )
     clock.advance(minutes=1)
     report = await once(setup, clock)
     assert sorted(e.type for e in report.sources.events) == [
@@ -272,6 +278,7 @@ async def test_dead_endpoint_ends_dead_and_others_are_delivered(
     feeds: FeedServer,
     secret: str,
     clock: FakeClock,
+    state_url: str,
 ) -> None:
     hooks.set_secret("/dead", secret)
     feeds.feeds["news"] = [FeedItem("a1", "Old news")]
@@ -282,7 +289,9 @@ webhook = "{hooks.url("/dead")}"
 secret = "{secret}"
 """
     path = write_config(
-        config_text(smtp=smtp, hooks=hooks, feeds=feeds, secret=secret, extra=extra),
+        config_text(
+            smtp=smtp, hooks=hooks, feeds=feeds, secret=secret, extra=extra, state=state_url
+        ),
         calendar=RULES,
     )
     hooks.script("/dead", 500, 500, 500, 500)
@@ -329,11 +338,14 @@ async def test_broken_feed_is_recorded_and_others_still_polled(
     feeds: FeedServer,
     secret: str,
     clock: FakeClock,
+    state_url: str,
 ) -> None:
     feeds.feeds["news"] = [FeedItem("a1", "Old news")]
     feeds.raw["junk"] = b"\x00\xffnot a feed at all" * 50
     extra_feed = f'\n[[feed]]\nid = "junk"\nurl = "{feeds.url("junk")}"\n'
-    text = config_text(smtp=smtp, hooks=hooks, feeds=feeds, secret=secret).replace(
+    text = config_text(
+        smtp=smtp, hooks=hooks, feeds=feeds, secret=secret, state=state_url
+    ).replace(
         "[[subscriber]]", extra_feed + "\n[[subscriber]]", 1
     )
     path = write_config(text, calendar=RULES)

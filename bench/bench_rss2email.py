@@ -1,0 +1,304 @@
+"""Benchmark 1: the same job as rss2email, side by side.
+
+200 feeds on a local server; a silent baseline pass; then every feed gains 20 new
+entries and the timed pass emails each new entry to one recipient (4,000 emails) through
+a local SMTP sink. rss2email (from PyPI, in its own venv under bench/.venvs/) and
+``tariff-notifier once`` run on the same feeds and the same sink, alternating, each with
+fresh state; a bare aiosmtplib sender measures the sink's ceiling in the same run.
+
+    python bench/bench_rss2email.py [--feeds 200] [--new 20] [--rounds 2] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+from _common import (
+    ROOT,
+    check_ok,
+    median,
+    notifier_command,
+    run_timed,
+    show,
+    write_result,
+)
+from peers import FeedServer, SmtpSink
+
+VENV = ROOT / "bench" / ".venvs" / "rss2email"
+R2E = VENV / "bin" / "r2e"
+RECIPIENT = "bench@example.com"
+SENDER = "Bench Alerts <alerts@example.com>"
+POOL_SIZE = 10
+
+
+def ensure_rss2email() -> str:
+    """Create the venv and install rss2email from PyPI on first use; its version."""
+    if not R2E.exists():
+        print(f"installing rss2email into {VENV.relative_to(ROOT)} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run(
+            [str(VENV / "bin" / "pip"), "install", "-q", "rss2email"], check=True
+        )
+    done = subprocess.run([str(R2E), "--version"], capture_output=True, text=True, check=False)
+    return (done.stdout or done.stderr).strip()
+
+
+# --- rss2email ----------------------------------------------------------------------------
+
+
+def r2e_config(folder: Path, *, feeds: FeedServer, count: int, smtp_port: int) -> Path:
+    lines = [
+        "[DEFAULT]",
+        "from = alerts@example.com",
+        f"to = {RECIPIENT}",
+        "email-protocol = smtp",
+        f"smtp-server = 127.0.0.1:{smtp_port}",
+        "smtp-auth = False",
+        "smtp-ssl = False",
+        "trust-guid = True",
+        "html-mail = False",
+        "same-server-fetch-interval = 0",
+        "",
+    ]
+    for index in range(count):
+        lines += [f"[feed.f{index}]", f"url = {feeds.url(index)}", ""]
+    path = folder / "rss2email.cfg"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def run_rss2email(folder: Path, *, feeds: FeedServer, smtp: SmtpSink, count: int) -> dict:
+    config = r2e_config(folder, feeds=feeds, count=count, smtp_port=smtp.port)
+    base = [str(R2E), "-c", str(config), "-d", str(folder / "rss2email.json")]
+    feeds.set(generation=0)
+    check_ok(run_timed([*base, "run", "--no-send"]), "r2e baseline")
+    feeds.set(generation=1)
+    smtp.reset()
+    result = run_timed([*base, "run"])
+    check_ok(result, "r2e run")
+    return result
+
+
+# --- tariff-notifier ----------------------------------------------------------------------
+
+
+def our_config(folder: Path, *, feeds: FeedServer, count: int, smtp_port: int) -> Path:
+    (folder / "calendar").mkdir(exist_ok=True)
+    parts = [
+        f"""[notifier]
+state = "sqlite:///{folder}/state/notifier.db"
+timezone = "America/New_York"
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+sender = "{SENDER}"
+pool_size = {POOL_SIZE}
+
+[calendar]
+paths = ["calendar/*.toml"]
+
+[[subscriber]]
+id = "reader"
+email = ["{RECIPIENT}"]
+events = ["feed.entry.new"]
+"""
+    ]
+    for index in range(count):
+        parts.append(f'[[feed]]\nid = "f{index}"\nurl = "{feeds.url(index)}"\nevery = "15m"\n')
+    path = folder / "notifier.toml"
+    path.write_text("\n".join(parts))
+    return path
+
+
+def run_ours(folder: Path, *, feeds: FeedServer, smtp: SmtpSink, count: int) -> dict:
+    config = our_config(folder, feeds=feeds, count=count, smtp_port=smtp.port)
+    command = notifier_command("once", "-c", str(config))
+    feeds.set(generation=0)
+    check_ok(run_timed(command), "tariff-notifier baseline")
+    feeds.set(generation=1)
+    smtp.reset()
+    result = run_timed(command)
+    check_ok(result, "tariff-notifier once")
+    return result
+
+
+# --- the ceiling: a bare aiosmtplib sender -----------------------------------------------
+
+
+def sample_message() -> bytes:
+    """One of the emails the timed pass sends, built the way the system builds it."""
+    from notifier.channels.email import build_mime
+    from notifier.model import EmailMessage, Event
+    from notifier.render import Renderer
+    from peers import entry_html
+
+    renderer = Renderer(override_dir=None, timezone=UTC_ZONE())
+    event = Event(
+        id="evt_sample",
+        type="feed.entry.new",
+        timestamp=datetime.now(UTC),
+        data={
+            "feed": "f1",
+            "feed_title": None,
+            "entry": {
+                "id": "bench-1-20",
+                "title": "Notice 1-20: new duty on steel from Japan",
+                "link": "https://feeds.example.test/1/20",
+                "published": "2025-04-19T10:00:00Z",
+                "summary": entry_html(1, 20),
+            },
+            "tags": {"origins": ["JP"], "hts": ["72"], "rates": ["25%"], "dates": []},
+            "changes": [],
+        },
+        origins=("JP",),
+        hts=("72",),
+        text="sample",
+    )
+    rendered = renderer.render_email(event, subscriber_id="reader", unsubscribe_url=None)
+    message = EmailMessage(
+        message_id="<sample@example.com>",
+        recipient=RECIPIENT,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        headers={},
+    )
+    return build_mime(message, sender=SENDER)
+
+
+def UTC_ZONE() -> Any:  # noqa: N802
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo("America/New_York")
+
+
+async def bare_send(port: int, *, total: int, connections: int, payload: bytes) -> float:
+    """``total`` messages over ``connections`` reused connections; seconds taken."""
+    clients = [
+        aiosmtplib.SMTP(hostname="127.0.0.1", port=port, local_hostname="bench.local")
+        for _ in range(connections)
+    ]
+    await asyncio.gather(*(c.connect() for c in clients))
+    remaining = [total]
+
+    async def worker(client: aiosmtplib.SMTP) -> None:
+        while remaining[0] > 0:
+            remaining[0] -= 1
+            await client.sendmail("alerts@example.com", [RECIPIENT], payload)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in clients))
+    elapsed = time.perf_counter() - started
+    await asyncio.gather(*(c.quit() for c in clients))
+    return elapsed
+
+
+def measure_bare(smtp: SmtpSink, *, total: int, payload: bytes) -> float:
+    smtp.reset()
+    elapsed = asyncio.run(bare_send(smtp.port, total=total, connections=POOL_SIZE, payload=payload))
+    if not smtp.wait_for(total, timeout_s=30):
+        raise SystemExit("bare sender: the sink did not receive every message")
+    return total / elapsed
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def sink_rate(smtp: SmtpSink, emails: int) -> float:
+    first, last = smtp.window()
+    return emails / (last - first) if last > first else 0.0
+
+
+def one_round(work: Path, *, fs: FeedServer, smtp: SmtpSink, args: Any, emails: int) -> dict:
+    row: dict[str, Any] = {}
+    for name, runner in (("rss2email", run_rss2email), ("ours", run_ours)):
+        folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
+        result = runner(folder, feeds=fs, smtp=smtp, count=args.feeds)
+        if not smtp.wait_for(emails, timeout_s=30) or smtp.count() != emails:
+            raise SystemExit(f"{name}: the sink got {smtp.count()} emails, not {emails}")
+        row[name] = {
+            "wall_s": round(result["wall_s"], 3),
+            "cpu_s": round(result["cpu_s"], 3),
+            "sink_rate_per_s": round(sink_rate(smtp, emails), 1),
+        }
+        print(f"  {name}: {result['wall_s']:.2f} s wall, {result['cpu_s']:.2f} s CPU", flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--feeds", type=int, default=200)
+    parser.add_argument("--new", type=int, default=20, help="new entries per feed")
+    parser.add_argument("--rounds", type=int, default=2, help="r2e/ours pairs, alternating")
+    parser.add_argument("--quick", action="store_true", help="50 feeds, one round")
+    args = parser.parse_args()
+    if args.quick:
+        args.feeds, args.rounds = 50, 1
+    version = ensure_rss2email()
+    emails = args.feeds * args.new
+    payload = sample_message()
+    rounds: list[dict[str, Any]] = []
+    with (
+        FeedServer(feeds=args.feeds, per_generation=args.new, window=2 * args.new) as fs,
+        SmtpSink() as smtp,
+        tempfile.TemporaryDirectory(prefix="bench-r2e-") as tmp,
+    ):
+        for number in range(args.rounds):
+            print(f"round {number + 1}/{args.rounds}", flush=True)
+            row = one_round(Path(tmp), fs=fs, smtp=smtp, args=args, emails=emails)
+            row["bare_rate_per_s"] = round(measure_bare(smtp, total=emails, payload=payload), 1)
+            print(f"  bare aiosmtplib: {row['bare_rate_per_s']:.0f} emails/s", flush=True)
+            rounds.append(row)
+    r2e_s = median([r["rss2email"]["wall_s"] for r in rounds])
+    ours_s = median([r["ours"]["wall_s"] for r in rounds])
+    bare = median([r["bare_rate_per_s"] for r in rounds])
+    ours_rate = emails / ours_s
+    ours_sink = median([r["ours"]["sink_rate_per_s"] for r in rounds])
+    figures = {
+        "feeds": args.feeds,
+        "new_entries_per_feed": args.new,
+        "emails": emails,
+        "rss2email_version": version,
+        "smtp_pool_size": POOL_SIZE,
+        "message_bytes": len(payload),
+        "rounds": rounds,
+        "rss2email_median_s": round(r2e_s, 3),
+        "ours_median_s": round(ours_s, 3),
+        "speedup_vs_rss2email": round(r2e_s / ours_s, 2),
+        "ours_pass_rate_per_s": round(ours_rate, 1),
+        "ours_sending_rate_per_s": round(ours_sink, 1),
+        "bare_aiosmtplib_rate_per_s": round(bare, 1),
+        "pass_rate_vs_bare": round(ours_rate / bare, 3),
+        "sending_rate_vs_bare": round(ours_sink / bare, 3),
+        "targets": {"speedup_vs_rss2email": 3.0, "pass_rate_vs_bare": 0.8},
+    }
+    show(
+        f"rss2email vs tariff-notifier once: {emails} emails, {args.feeds} feeds",
+        [
+            ("rss2email timed pass (median s)", r2e_s),
+            ("tariff-notifier once (median s)", ours_s),
+            ("speed-up (target >= 3)", r2e_s / ours_s),
+            ("ours, emails/s over the pass", ours_rate),
+            ("ours, emails/s at the sink", ours_sink),
+            ("bare aiosmtplib emails/s", bare),
+            ("pass rate / bare (target >= 0.8)", ours_rate / bare),
+        ],
+    )
+    write_result("rss2email", figures)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,413 @@
+"""The feed-entry tagger: traps, gazetteer merging and errors, and quality on labelled data."""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from notifier.errors import ConfigError
+from notifier.model import Tags
+from notifier.tagging import Tagger, default_gazetteer_path, load_gazetteer
+
+LABELLED = Path(__file__).resolve().parent.parent / "data" / "tagging_labelled.toml"
+REFERENCE = datetime(2025, 4, 17, 9, 30)
+
+
+@pytest.fixture(scope="module")
+def tagger() -> Tagger:
+    return Tagger.from_files()
+
+
+def origins(tagger: Tagger, text: str) -> tuple[str, ...]:
+    return tagger.tag(text).origins
+
+
+def hts(tagger: Tagger, text: str) -> tuple[str, ...]:
+    return tagger.tag(text).hts
+
+
+# ----------------------------------------------------------------- origins
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Let us know what you think; tell us more.", ()),
+        ("US and EU agree on steel", ("EU", "US")),
+        ("U.S.-Japan talks resume", ("JP", "US")),
+        ("Japan-U.S. agreement signed", ("JP", "US")),
+        ("the United States of America and Japanese officials", ("JP", "US")),
+        ("Wild turkey numbers rebound in Pennsylvania", ()),
+        ("Turkey and Türkiye are the same country", ("TR",)),
+        ("a set of fine china", ()),
+        ("China retaliates; Chinese exporters react", ("CN",)),
+        ("Hyundai expands its Georgia plant", ()),
+        ("Republic of Georgia wine exports", ("GE",)),
+        ("Korean automakers and South Korea", ("KR",)),
+        ("North Korean missiles and North Korea", ("KP",)),
+        ("the European Union, the EU and European steel", ("EU",)),
+        ("German carmakers and French wine", ("DE", "FR")),
+        ("Latin American and North American markets", ()),
+        ("New Mexico pecan growers", ()),
+        ("Britain, the UK, U.K. and British exporters", ("GB",)),
+        ("Beijing and Tokyo respond", ("CN", "JP")),
+        ("Chad Bown says the tariff is high", ()),
+        ("CHINA AND JAPAN HEADLINE IN CAPITALS", ("CN", "JP")),
+        ("People\u2019s Republic of China", ("CN",)),
+        ("Hong Kong, Macau and Taiwan", ("HK", "MO", "TW")),
+    ],
+)
+def test_origins_traps(tagger: Tagger, text: str, expected: tuple[str, ...]) -> None:
+    assert origins(tagger, text) == expected
+
+
+def test_member_state_does_not_imply_eu(tagger: Tagger) -> None:
+    assert origins(tagger, "Germany and Italy") == ("DE", "IT")
+    assert origins(tagger, "the EU") == ("EU",)
+
+
+# ----------------------------------------------------------------- HTS
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tariffs on steel", ("72", "73")),
+        ("auto parts and car parts", ("8708",)),
+        ("Auto-parts makers", ("8708",)),
+        ("cars and automobiles", ("8703",)),
+        ("trucks", ("8704",)),
+        ("light trucks", ("8704",)),
+        ("medium and heavy-duty trucks", ("8704",)),
+        ("Medium- and Heavy-Duty Truck Parts", ("8704", "8708")),
+        ("buses", ("8702",)),
+        ("lumber and timber", ("4407",)),
+        ("semiconductors and chips", ("8541", "8542")),
+        ("a bargaining chip in talks", ()),
+        ("potato chips and blue-chip stocks", ()),
+        ("pharmaceuticals and generic drugs", ("30",)),
+        ("fentanyl and illicit drugs; drug trafficking", ()),
+        ("copper", ("74",)),
+        ("aluminum and aluminium", ("76",)),
+        ("furniture", ("9401", "9403")),
+        ("Section 232 investigation", ()),
+        ("HTS 8708.29.50", ("87082950",)),
+        ("report heading 9903.01.25", ("99030125",)),
+        ("headings 8703 and 8708", ("8703", "8708")),
+        ("subheadings 8704.21 and 8704.31", ("870421", "870431")),
+        ("chapters 72 and 73 of the HTSUS", ("72", "73")),
+        ("Chapter 11: the supplier files for bankruptcy protection", ()),
+        ("Proclamation 10908 and 90 FR 14705 and EO 14257", ()),
+        ("goods valued at $1,234.56 or $1234.56", ()),
+    ],
+)
+def test_hts_traps(tagger: Tagger, text: str, expected: tuple[str, ...]) -> None:
+    assert hts(tagger, text) == expected
+
+
+# ----------------------------------------------------------------- rates
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a 25% tariff", ("25%",)),
+        ("25 percent ad valorem", ("25%",)),
+        ("27.5 percent on cars and 2.5 percent MFN", ("2.5%", "27.5%")),
+        ("a 25-percent duty", ("25%",)),
+        ("10 per cent", ("10%",)),
+        ("between 10 and 25 percent", ("10%", "25%")),
+        ("from 34 percent to 84 percent", ("34%", "84%")),
+        ("rates of 10-25%", ("10%", "25%")),
+        ("Section 232 tariffs", ()),
+        ("Section 232 25% duties", ("25%",)),
+        ("a 10 percentage point rise", ()),
+        ("25.0% and 25%", ("25%",)),
+    ],
+)
+def test_rates(tagger: Tagger, text: str, expected: tuple[str, ...]) -> None:
+    assert tagger.tag(text).rates == expected
+
+
+# ----------------------------------------------------------------- dates
+
+
+@pytest.mark.parametrize(
+    ("text", "reference", "expected"),
+    [
+        ("effective May 3", REFERENCE, ("2025-05-03",)),
+        ("effective May 3, 2026", REFERENCE, ("2026-05-03",)),
+        ("on 3 May 2025", None, ("2025-05-03",)),
+        ("from 2025-05-03", None, ("2025-05-03",)),
+        ("entered 04/02/2025", None, ("2025-04-02",)),
+        ("Sept. 16 and Aug. 1", REFERENCE, ("2025-08-01", "2025-09-16")),
+        ("in May", REFERENCE, ("2025-05",)),
+        ("by mid-June and in early August 2025", REFERENCE, ("2025-06", "2025-08")),
+        ("in December", REFERENCE, ("2024-12",)),
+        ("in January", datetime(2025, 11, 20), ("2026-01",)),
+        ("January 5", datetime(2025, 12, 20), ("2026-01-05",)),
+        ("effective April 5", None, ()),
+        ("On April 2, 2025 ... effective April 5", None, ("2025-04-02", "2025-04-05")),
+        ("Theresa May said the May jobs report", REFERENCE, ()),
+        ("February 30, 2025", None, ()),
+        ("Section 232 and 90 FR 9817", REFERENCE, ()),
+    ],
+)
+def test_dates(
+    tagger: Tagger, text: str, reference: datetime | None, expected: tuple[str, ...]
+) -> None:
+    assert tagger.tag(text, reference=reference).dates == expected
+
+
+def test_tags_are_sorted_and_unique(tagger: Tagger) -> None:
+    tags = tagger.tag(
+        "Steel from Japan, steel from China, Japanese steel at 25% and 25 percent, May 3 and May 3",
+        reference=REFERENCE,
+    )
+    assert tags == Tags(
+        origins=("CN", "JP"), hts=("72", "73"), rates=("25%",), dates=("2025-05-03",)
+    )
+
+
+def test_paragraph_tags_well_under_a_millisecond(tagger: Tagger) -> None:
+    paragraph = (
+        "The United States and Japan agreed that Japanese automobiles and auto parts will "
+        "face a 15% tariff from Sept. 16, down from 25 percent under Section 232, while "
+        "steel and aluminum stay at 50%. Canada, Mexico and the European Union are still "
+        "negotiating. CBP said HTS 8708.29.50 entries must report heading 9903.94.05 from "
+        "September 16, 2025. Chinese chips and Korean semiconductors face new controls, "
+        "and Brussels wants lumber, copper and furniture quotas before the next round of talks."
+    )
+    assert 450 <= len(paragraph) <= 550
+    best = min(_mean_seconds(tagger, paragraph, calls=50) for _ in range(5))
+    assert best < 0.001, f"{best * 1e6:.0f} µs per 500-char paragraph"
+
+
+def _mean_seconds(tagger: Tagger, text: str, *, calls: int) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        tagger.tag(text, reference=REFERENCE)
+    return (time.perf_counter() - started) / calls
+
+
+_PIECES = st.sampled_from(
+    [
+        "Japan",
+        "U.S.",
+        "us",
+        "steel",
+        "auto parts",
+        "25%",
+        "May",
+        "3",
+        "2025",
+        "-",
+        ".",
+        ",",
+        "HTS",
+        "heading",
+        "9903.01.25",
+        "chapter",
+        "11",
+        "between",
+        "and",
+        "percent",
+        "/",
+        " ",
+        "Sept.",
+        "in",
+        "mid",
+        "chips",
+        "potato",
+        "0",
+        "31",
+        "13/45/2025",
+        "2025-02-30",
+        "Ü",
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(pieces=st.lists(st.one_of(_PIECES, st.text(max_size=8)), max_size=30))
+def test_any_text_gives_sorted_unique_well_formed_tags(tagger: Tagger, pieces: list[str]) -> None:
+    tags = tagger.tag(" ".join(pieces), reference=REFERENCE)
+    for values in (tags.origins, tags.hts, tags.rates, tags.dates):
+        assert len(set(values)) == len(values)
+    for values in (tags.origins, tags.hts, tags.dates):
+        assert list(values) == sorted(values)
+    assert all(len(code) == 2 and code.isupper() for code in tags.origins)
+    assert all(code.isdigit() for code in tags.hts)
+    assert all(rate.endswith("%") for rate in tags.rates)
+    assert [float(r[:-1]) for r in tags.rates] == sorted(float(r[:-1]) for r in tags.rates)
+    for value in tags.dates:
+        date.fromisoformat(value if len(value) == 10 else value + "-01")
+
+
+# ----------------------------------------------------------------- the shipped gazetteer
+
+G20 = {"AR", "AU", "BR", "CA", "CN", "DE", "FR", "GB", "IN", "ID", "IT", "JP", "KR", "MX"}
+G20 |= {"RU", "SA", "ZA", "TR", "US", "EU"}
+EU27 = {"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE"}
+EU27 |= {"IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE"}
+PARTNERS = {"VN", "TW", "TH", "CH", "IN", "BR", "ID", "MY", "PH", "IL", "GB", "KR"}
+
+
+def test_shipped_gazetteer_covers_g20_eu_and_main_partners() -> None:
+    gazetteer = load_gazetteer(default_gazetteer_path())
+    assert set(gazetteer.countries) >= G20 | EU27 | PARTNERS
+    assert len(EU27) == 27
+
+
+# ----------------------------------------------------------------- user files
+
+
+def write(tmp_path: Path, text: str, name: str = "my-words.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_user_file_extends_replaces_and_ignores(tmp_path: Path) -> None:
+    user = write(
+        tmp_path,
+        """
+        [country]
+        JP = { names = ["Nihon"] }
+        [country.XK]
+        names = ["Kosovo"]
+        [product]
+        widgets = { terms = ["widget"], hts = ["8479"] }
+        steel = { replace = true, terms = ["flat-rolled steel"], hts = ["7208"] }
+        [ignore]
+        names = ["Europe"]
+        """,
+    )
+    tagger = Tagger.from_files(default_gazetteer_path(), user)
+    assert origins(tagger, "Nihon and Japan") == ("JP",)
+    assert origins(tagger, "Kosovo") == ("XK",)
+    assert origins(tagger, "Europe") == ()
+    assert origins(tagger, "the EU") == ("EU",)
+    assert hts(tagger, "Widgets") == ("8479",)
+    assert hts(tagger, "flat-rolled steel") == ("7208",)
+    assert hts(tagger, "steel") == ()
+    assert hts(tagger, "copper") == ("74",)  # the rest of the shipped lists still apply
+
+
+def test_from_files_without_paths_is_the_shipped_gazetteer() -> None:
+    assert Tagger.from_files().tag("Japanese steel") == Tags(origins=("JP",), hts=("72", "73"))
+
+
+def test_later_file_extends_an_earlier_product(tmp_path: Path) -> None:
+    first = write(
+        tmp_path, '[product]\nwidgets = { terms = ["widget"], hts = ["8479"] }\n', "a.toml"
+    )
+    second = write(tmp_path, '[product.widgets]\nterms = ["gizmo"]\n', "b.toml")
+    tagger = Tagger.from_files(first, second)
+    assert hts(tagger, "gizmos and widgets") == ("8479",)
+
+
+# ----------------------------------------------------------------- bad gazetteer files
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line", "expected"),
+    [
+        (
+            '[product]\nwidgets = { terms = ["widget"], hts = [8479] }\n',
+            "product.widgets.hts",
+            2,
+            "strings",
+        ),
+        (
+            '[product]\nwidgets = { terms = ["widget"], hts = ["84-79"] }\n',
+            "product.widgets.hts[0]",
+            2,
+            "digits",
+        ),
+        (
+            '[product]\nwidgets = { terms = "widget", hts = ["8479"] }\n',
+            "product.widgets.terms",
+            2,
+            "list",
+        ),
+        ('[product]\nwidgets = { terms = ["widget"] }\n', "product.widgets", None, "hts"),
+        ('\n[country]\njp = { names = ["Japan"] }\n', "country.jp", 3, "two-letter"),
+        (
+            '[country]\nJP = { names = ["Japan"], nicknames = ["Nippon"] }\n',
+            "country.JP.nicknames",
+            2,
+            "one of",
+        ),
+        ('[countries]\nJP = { names = ["Japan"] }\n', "countries", 1, "expected country"),
+        ('[country.JP]\nreplace = "yes"\n', "country.JP.replace", 2, "true or false"),
+    ],
+)
+def test_bad_gazetteer_names_file_key_and_expectation(
+    tmp_path: Path, text: str, key: str, line: int | None, expected: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        Tagger.from_files(path)
+    error = caught.value
+    assert error.file == str(path)
+    assert error.key == key
+    if line is not None:
+        assert error.line == line
+    assert expected in error.detail
+    assert str(path) in str(error)
+
+
+def test_invalid_toml_gives_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, '[product]\nwidgets = { terms = ["widget" }\n')
+    with pytest.raises(ConfigError) as caught:
+        Tagger.from_files(path)
+    assert caught.value.file == str(path)
+    assert caught.value.line == 2
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        Tagger.from_files(tmp_path / "absent.toml")
+
+
+# ----------------------------------------------------------------- quality
+
+
+def load_cases() -> list[dict[str, Any]]:
+    with LABELLED.open("rb") as handle:
+        cases: list[dict[str, Any]] = tomllib.load(handle)["case"]
+    return cases
+
+
+def micro_scores(tagger: Tagger, cases: list[dict[str, Any]], field: str) -> tuple[float, float]:
+    tp = fp = fn = 0
+    for case in cases:
+        ref = case.get("reference")
+        reference = datetime(ref.year, ref.month, ref.day) if isinstance(ref, date) else None
+        got = set(getattr(tagger.tag(case["text"], reference=reference), field))
+        want = set(case[field])
+        tp, fp, fn = tp + len(got & want), fp + len(got - want), fn + len(want - got)
+    return tp / (tp + fp), tp / (tp + fn)
+
+
+def test_labelled_set_is_large_and_well_formed() -> None:
+    cases = load_cases()
+    assert len(cases) >= 60
+    assert len({case["id"] for case in cases}) == len(cases)
+    for case in cases:
+        assert {"id", "text", "origins", "hts"} <= set(case), case.get("id")
+
+
+@pytest.mark.parametrize("field", ["origins", "hts"])
+def test_precision_and_recall_at_least_0_9(tagger: Tagger, field: str) -> None:
+    precision, recall = micro_scores(tagger, load_cases(), field)
+    assert precision >= 0.9, f"{field} precision {precision:.3f}"
+    assert recall >= 0.9, f"{field} recall {recall:.3f}"
