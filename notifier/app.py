@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import logging
 import multiprocessing
 import os
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
@@ -35,14 +37,31 @@ POLL_CONCURRENCY = 32
 
 def build_renderer(config: Config) -> Renderer:
     templates = config.model.notifier.templates
-    return Renderer(
-        override_dir=config.resolve(templates) if templates else None, timezone=config.zone
+    override = config.resolve(templates) if templates else None
+    stamp = (
+        max((f.stat().st_mtime_ns for f in override.rglob("*") if f.is_file()), default=0)
+        if override and override.is_dir()
+        else 0
     )
+    return _cached_renderer(override, config.model.notifier.timezone, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_renderer(override: Path | None, zone: str, stamp: int) -> Renderer:
+    """Templates compile once per override folder state (a reload with edits recompiles)."""
+    return Renderer(override_dir=override, timezone=ZoneInfo(zone))
 
 
 def build_tagger(config: Config) -> Tagger:
-    extra = [config.resolve(p) for p in config.model.tagging.gazetteer]
-    return Tagger.from_files(default_gazetteer_path(), *extra)
+    paths = (default_gazetteer_path(), *(config.resolve(p) for p in config.model.tagging.gazetteer))
+    stamps = tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in paths)
+    return _cached_tagger(paths, stamps)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_tagger(paths: tuple[Path, ...], stamps: tuple[int, ...]) -> Tagger:
+    """Compiling the word lists costs ~0.3 s: once per set of files and their mtimes."""
+    return Tagger.from_files(*paths)
 
 
 def parse_pool(workers: int | None = None) -> Executor:

@@ -227,6 +227,10 @@ class Renderer:
         """``"Sat 3 May 2025"`` (or ``"Sat 3 May"``) in the configured zone."""
         if value is None or value == "":
             return "—"
+        if isinstance(value, str) and len(value) == 7:
+            # A month ("2025-07": the tagger's "in July"): no day to show.
+            month = datetime.strptime(value, "%Y-%m")
+            return month.strftime("%B %Y") if year else month.strftime("%B")
         if isinstance(value, str) and len(value) == 10:
             # A calendar date ("2025-05-03", as feed tags carry): no instant to convert.
             return _date_words(datetime.fromisoformat(value), year=year)

@@ -173,7 +173,8 @@ def sample_events() -> list[Event]:
             "tariff.rule.reminder",
             AUTO_PARTS,
             timestamp=_utc(2025, 4, 26, 4, 1),
-            transition_at=AUTO_PARTS.effective.isoformat(),
+            # As the pipeline sends it: the reminder's own instant, a week before.
+            transition_at=(AUTO_PARTS.effective - timedelta(days=7)).isoformat(),
             remind_before="7d",
         ),
         rule_event(

@@ -75,8 +75,10 @@ _FIELD_NAME = re.compile(r"[!-9;-~]+\Z")
 # inside a header value they could start a new header (header injection).
 _BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 # A body that is not plain 7-bit with lines of at most 998 octets (RFC 5322 §2.1.1)
-# is sent quoted-printable, so no server needs 8BITMIME.
-_NEEDS_QP = re.compile(rb"[^\t\r\n\x20-\x7e]|[^\r\n]{999}")
+# is sent quoted-printable, so no server needs 8BITMIME. Two checks, not one regex: an
+# alternative like ``[^\r\n]{999}`` is tried at every offset, ~15 ms on a 10 KB body.
+_NOT_7BIT = re.compile(rb"[^\t\r\n\x20-\x7e]")
+_LINE_MAX_OCTETS = 998
 _FOLD_AT = 78  # RFC 5322 §2.1.1 "SHOULD" line length
 
 # A pooled connection idle longer than this gets a NOOP before it carries a message, so
@@ -242,7 +244,9 @@ def _text_part(text: str, subtype: str) -> bytes:
     if not data.endswith("\r\n"):
         data += "\r\n"
     body = data.encode("utf-8")
-    if _NEEDS_QP.search(body):
+    if _NOT_7BIT.search(body) or any(
+        len(line) > _LINE_MAX_OCTETS for line in body.split(b"\r\n")
+    ):
         cte = "quoted-printable"
         body = binascii.b2a_qp(body, istext=True)
     else:
@@ -353,11 +357,17 @@ class SmtpChannel:
         """
         conn = await self._ready(conn)
         try:
-            result, keep = await self._transact(conn, recipients, payload)
-        except _StaleConnection:
+            try:
+                result, keep = await self._transact(conn, recipients, payload)
+            except _StaleConnection:
+                conn.client.close()
+                conn = await self._ready(None)
+                result, keep = await self._transact(conn, recipients, payload)
+        except BaseException:
+            # Timed out, cancelled or broken mid-transaction: the connection's state is
+            # unknown, and the caller only holds the one it passed in. Close it here.
             conn.client.close()
-            conn = await self._ready(None)
-            result, keep = await self._transact(conn, recipients, payload)
+            raise
         return result, keep, conn
 
     async def _ready(self, conn: _Connection | None) -> _Connection:

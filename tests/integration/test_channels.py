@@ -296,6 +296,7 @@ async def test_a_hanging_server_hits_the_total_deadline(smtp: SmtpPeer) -> None:
     assert result.outcome == "retry"
     assert elapsed < 2.0
     assert after.outcome == "sent", "the timed-out connection was not reused"
+    await smtp.wait_for(lambda peer: peer.open_connections == 0)  # none leaked
 
 
 async def test_421_on_a_reused_connection_reconnects_instead_of_retrying(
@@ -308,6 +309,21 @@ async def test_421_on_a_reused_connection_reconnects_instead_of_retrying(
 
     assert result.outcome == "sent"
     assert smtp.connections == 2
+
+
+async def test_a_connection_the_server_closed_while_idle_is_replaced_not_retried() -> None:
+    async with SmtpPeer(idle_timeout_s=0.2) as peer:
+        channel = smtp_channel(peer)
+        await channel.open()
+        try:
+            first = await channel.send(email_message(1))
+            await peer.wait_for(lambda p: p.open_connections == 0)  # the server hung up
+            second = await channel.send(email_message(2))
+        finally:
+            await channel.close()
+
+        assert (first.outcome, second.outcome) == ("sent", "sent")
+        assert peer.connections == 2
 
 
 async def test_wrong_password_is_retry_and_never_shows_the_password() -> None:
@@ -393,6 +409,19 @@ async def test_maildir_writes_a_parseable_message_once_per_message_id(tmp_path: 
     assert parsed.get_content_type() == "multipart/alternative"
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert b"\r\n" not in written, "Maildir files use LF line ends"
+
+
+async def test_maildir_concurrent_attempts_of_one_delivery_leave_one_file(
+    tmp_path: Path,
+) -> None:
+    channel = MaildirChannel(tmp_path, sender=SENDER)
+    await channel.open()
+
+    results = await asyncio.gather(*(channel.send(email_message(3)) for _ in range(8)))
+
+    assert {r.outcome for r in results} == {"sent"}
+    assert os.listdir(tmp_path / "new") == [maildir_name(email_message(3).message_id)]
+    assert os.listdir(tmp_path / "tmp") == []
 
 
 async def test_maildir_does_not_redeliver_a_message_a_reader_moved_to_cur(tmp_path: Path) -> None:

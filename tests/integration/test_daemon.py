@@ -37,11 +37,13 @@ source = "https://www.federalregister.gov/d/2025-05930"
 """
 
 
-def daemon_config(hooks: WebhookPeer, secret: str, *, extra: str = "", health: int = 0) -> str:
+def daemon_config(
+    hooks: WebhookPeer, secret: str, *, state: str, extra: str = "", health: int = 0
+) -> str:
     health_line = f'health = "127.0.0.1:{health}"' if health else ""
     return f"""
 [notifier]
-state = "sqlite:///state/n.db"
+state = "{state}"
 timezone = "America/New_York"
 {health_line}
 
@@ -66,12 +68,16 @@ def secret(hooks: WebhookPeer) -> str:
 
 
 async def test_effective_alert_on_time_then_missed_one_is_late_after_restart(
-    write_config: WriteConfig, hooks: WebhookPeer, secret: str, daemons: list[Daemon]
+    write_config: WriteConfig,
+    hooks: WebhookPeer,
+    secret: str,
+    daemons: list[Daemon],
+    state_url: str,
 ) -> None:
     now = datetime.now(UTC)
     first_at, second_at = now + timedelta(seconds=5), now + timedelta(seconds=9)
     path = write_config(
-        daemon_config(hooks, secret),
+        daemon_config(hooks, secret, state=state_url),
         calendar=rule("first", first_at) + rule("second", second_at),
     )
     daemon = await Daemon(path).start()
@@ -99,16 +105,20 @@ async def test_effective_alert_on_time_then_missed_one_is_late_after_restart(
 
 
 async def test_sighup_reloads_calendar_and_rejects_a_broken_config(
-    write_config: WriteConfig, hooks: WebhookPeer, secret: str, daemons: list[Daemon]
+    write_config: WriteConfig,
+    hooks: WebhookPeer,
+    secret: str,
+    daemons: list[Daemon],
+    state_url: str,
 ) -> None:
     later = datetime.now(UTC) + timedelta(days=30)
-    path = write_config(daemon_config(hooks, secret), calendar=rule("base", later))
+    path = write_config(daemon_config(hooks, secret, state=state_url), calendar=rule("base", later))
     daemon = await Daemon(path).start()
     daemons.append(daemon)
 
     # An edited calendar: a new rule and a changed one.
     write_config(
-        daemon_config(hooks, secret),
+        daemon_config(hooks, secret, state=state_url),
         calendar=rule("base", later, rate="50%") + rule("added", later),
     )
     daemon.signal(signal.SIGHUP)
@@ -121,7 +131,7 @@ async def test_sighup_reloads_calendar_and_rejects_a_broken_config(
     # A broken config is rejected and the old one keeps running (its jobs still fire).
     soon = datetime.now(UTC) + timedelta(seconds=4)
     write_config(
-        daemon_config(hooks, secret).replace('timeout = "3s"', 'timeout = "soon"'),
+        daemon_config(hooks, secret, state=state_url).replace('timeout = "3s"', 'timeout = "soon"'),
         calendar=rule("base", later, rate="50%") + rule("added", later) + rule("soon", soon),
     )
     daemon.signal(signal.SIGHUP)
@@ -141,10 +151,11 @@ async def test_sigterm_during_a_burst_exits_in_time_and_the_rest_arrives_after_r
     secret: str,
     feeds: FeedServer,
     daemons: list[Daemon],
+    state_url: str,
 ) -> None:
     feeds.feeds["burst"] = [FeedItem("seed", "Seed entry")]
     feed = f'\n[[feed]]\nid = "burst"\nurl = "{feeds.url("burst")}"\nevery = "1s"\n'
-    path = write_config(daemon_config(hooks, secret, extra=feed.replace("[[feed]]", "[[feed]]")))
+    path = write_config(daemon_config(hooks, secret, state=state_url, extra=feed))
     # [[feed]] must come before [[subscriber]] tables only by TOML's rules for arrays: any
     # order works, so it is appended after the subscriber.
     daemon = await Daemon(path).start()
@@ -184,11 +195,12 @@ async def test_health_and_metrics_answer(
     secret: str,
     feeds: FeedServer,
     daemons: list[Daemon],
+    state_url: str,
 ) -> None:
     port = free_port()
     feeds.broken["down"] = 503
     feed = f'\n[[feed]]\nid = "down"\nurl = "{feeds.url("down")}"\nevery = "1m"\n'
-    path = write_config(daemon_config(hooks, secret, extra=feed, health=port))
+    path = write_config(daemon_config(hooks, secret, state=state_url, extra=feed, health=port))
     daemon = await Daemon(path).start()
     daemons.append(daemon)
     await wait_for(lambda: feeds.requests.get("down", 0) >= 1, timeout_s=15, what="poll")

@@ -36,8 +36,9 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(f"sqlite:///{tmp_path}/s.db")
+async def store(tmp_path: Path, state_url: str) -> AsyncIterator[Store]:
+    url = state_url if state_url.startswith("postgresql") else f"sqlite:///{tmp_path}/s.db"
+    opened = await Store.open(url)
     yield opened
     await opened.close()
 

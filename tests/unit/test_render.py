@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -354,3 +355,12 @@ def test_localtime_format(renderer: Renderer) -> None:
         "Fri 4 Jul 2025, 12:00 PM EDT"
     )
     assert renderer.localtime(None) == "—"
+
+
+def test_month_only_date_tags_render(renderer: Renderer) -> None:
+    """The tagger emits "2025-07" for "in July": an email must still render."""
+    base = sample_event("feed.entry.new")
+    data = {**base.data, "tags": {**base.data["tags"], "dates": ["2025-07", "2025-05-03"]}}
+    event = replace(base, data=data)
+    rendered = _email(renderer, event)
+    assert "July 2025" in rendered.text and "July 2025" in rendered.html

@@ -1,0 +1,165 @@
+"""The store's contract, run on SQLite and PostgreSQL alike (like APScheduler's
+job-store suite): emit-once, claims, leases, the delivery log, and migrations."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from notifier.model import Delivery, Event
+from notifier.store import Store
+from notifier.store import schema as t
+
+NOW = datetime(2025, 5, 3, 4, 1, tzinfo=UTC)
+
+
+def absolute(state_url: str, tmp_path: Path) -> str:
+    return state_url if state_url.startswith("postgresql") else f"sqlite:///{tmp_path}/s.db"
+
+
+@pytest.fixture
+async def store(tmp_path: Path, state_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(absolute(state_url, tmp_path))
+    yield opened
+    await opened.close()
+
+
+def event(n: int = 1) -> Event:
+    return Event(
+        id=f"evt_{n}",
+        type="tariff.rule.effective",
+        timestamp=NOW,
+        data={"late": False, "rule": {"id": "r"}, "changes": []},
+        origins=("*",),
+        hts=("8708",),
+    )
+
+
+def deliveries(ev: Event, count: int) -> list[Delivery]:
+    return [
+        Delivery(
+            id=Delivery.make_id(ev.id, f"s{i}", "webhook", f"http://127.0.0.1/{i}"),
+            event_id=ev.id,
+            subscriber_id=f"s{i}",
+            channel="webhook",
+            target=f"http://127.0.0.1/{i}",
+            status="queued",
+            attempts=0,
+            next_at=NOW,
+            created_at=NOW,
+        )
+        for i in range(count)
+    ]
+
+
+async def test_emit_is_insert_if_absent(store: Store) -> None:
+    ev = event()
+    async with store.transaction() as tx:
+        assert await store.emit(tx, ev, deliveries(ev, 3), now=NOW) is True
+    async with store.transaction() as tx:
+        assert await store.emit(tx, ev, deliveries(ev, 3), now=NOW) is False
+    assert (await store.counts()) == {"queued": 3}
+    assert await store.emitted(["evt_1", "evt_2"]) == {"evt_1"}
+
+
+async def test_concurrent_claims_never_share_a_delivery(store: Store) -> None:
+    ev = event()
+    async with store.transaction() as tx:
+        await store.emit(tx, ev, deliveries(ev, 60), now=NOW)
+
+    async def claim(worker: str) -> list[str]:
+        got: list[str] = []
+        while batch := await store.claim_due(
+            now=NOW, limit=7, worker=worker, lease=timedelta(minutes=1)
+        ):
+            got += [d.id for d in batch]
+        return got
+
+    results = await asyncio.gather(*(claim(f"w{i}") for i in range(4)))
+    claimed = [d for r in results for d in r]
+    assert len(claimed) == 60 and len(set(claimed)) == 60
+
+
+async def test_an_expired_claim_returns_to_the_queue(store: Store) -> None:
+    ev = event()
+    async with store.transaction() as tx:
+        await store.emit(tx, ev, deliveries(ev, 2), now=NOW)
+    first = await store.claim_due(now=NOW, limit=10, worker="dead", lease=timedelta(seconds=30))
+    assert len(first) == 2
+    assert await store.claim_due(now=NOW, limit=10, worker="b", lease=timedelta(seconds=30)) == []
+    later = NOW + timedelta(seconds=31)
+    again = await store.claim_due(now=later, limit=10, worker="b", lease=timedelta(seconds=30))
+    assert {d.id for d in again} == {d.id for d in first}
+
+
+async def test_attempts_retry_and_requeue_of_dead(store: Store) -> None:
+    ev = event()
+    [d] = deliveries(ev, 1)
+    async with store.transaction() as tx:
+        await store.emit(tx, ev, [d], now=NOW)
+    await store.record_attempt(
+        d.id, now=NOW, outcome="retry", status="dead", attempts=8, next_at=None, detail="HTTP 500"
+    )
+    [(dead, event_type)] = await store.list_deliveries(status="dead")
+    assert dead.id == d.id and dead.last_error == "HTTP 500" and event_type == ev.type
+    assert await store.requeue([d.id, "dlv_unknown"], now=NOW) == [d.id]
+    [(queued, _)] = await store.list_deliveries(status="queued")
+    assert queued.attempts == 0
+    assert [a["outcome"] for a in await store.attempts_of(d.id)] == ["retry"]
+
+
+async def test_feed_lease_is_exclusive_until_it_expires(store: Store) -> None:
+    minute = timedelta(minutes=1)
+    assert await store.take_feed_lease("fr", holder="a", now=NOW, duration=minute)
+    assert not await store.take_feed_lease("fr", holder="b", now=NOW, duration=minute)
+    assert await store.take_feed_lease("fr", holder="a", now=NOW + minute / 2, duration=minute)
+    later = NOW + 2 * minute
+    assert await store.take_feed_lease("fr", holder="b", now=later, duration=minute)
+    assert await store.feed_lease_holders() == {"fr": "b"}
+
+
+async def test_concurrent_lease_takers_one_wins(store: Store) -> None:
+    wins = await asyncio.gather(
+        *(
+            store.take_feed_lease("x", holder=f"h{i}", now=NOW, duration=timedelta(minutes=1))
+            for i in range(5)
+        )
+    )
+    assert sum(wins) == 1
+
+
+async def test_database_from_the_first_schema_is_upgraded_keeping_its_data(
+    tmp_path: Path, state_url: str
+) -> None:
+    url = absolute(state_url, tmp_path)
+    store = await Store.open(url, create=False)
+    try:
+        await store.migrate("0001")
+        assert await store.schema_revision() == "0001"
+        async with store.transaction() as tx:
+            await tx.execute(t.meta.insert().values(key="schema", value="1"))
+            await tx.execute(
+                sa.text(
+                    "INSERT INTO feed_state (feed_id, failures, etag) VALUES ('fr', 2, '\"v1\"')"
+                )
+            )
+    finally:
+        await store.close()
+    upgraded = await Store.open(url)
+    try:
+        assert await upgraded.schema_revision() == "0002"
+        state = (await upgraded.feed_states())["fr"]
+        assert (state.failures, state.etag, state.polled_by) == (2, '"v1"', None)
+        assert await upgraded.take_feed_lease(
+            "fr", holder="a", now=NOW, duration=timedelta(minutes=1)
+        )
+        async with upgraded.engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
+        assert set(t.metadata.tables) <= tables
+    finally:
+        await upgraded.close()
