@@ -177,7 +177,7 @@ class App:
             if self._lock_handle is not None:
                 self._lock_handle.close()
             if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor.shutdown(wait=True, cancel_futures=True)
 
     async def poll_all(self) -> PassReport:
         """Poll every feed once, concurrently within a bound; one feed's fault is its own."""

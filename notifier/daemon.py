@@ -52,9 +52,14 @@ def feed_backoff(every: timedelta, failures: int) -> timedelta:
     return min(every * (2 ** min(failures - 1, 16)), max(MAX_FEED_BACKOFF, every))
 
 
-def jitter_for(every: timedelta) -> int:
-    """Seconds of jitter so a thousand feeds do not fire in the same second."""
-    return max(1, min(int(every.total_seconds() * 0.1), 300))
+def jitter_for(every: timedelta) -> float:
+    """Up to ±10% (at most 5 min) so a thousand feeds do not fire in the same second."""
+    return min(every.total_seconds() * 0.1, 300.0)
+
+
+def lease_for(every: timedelta) -> timedelta:
+    """A feed lease shorter than the earliest jittered next poll (90% of ``every``)."""
+    return every * 0.8
 
 
 class Daemon:
@@ -86,8 +91,9 @@ class Daemon:
                 job.remove()
         now = datetime.now(UTC)
         for job_id, feed in wanted.items():
-            trigger = IntervalTrigger(seconds=feed.every.total_seconds(), jitter=jitter_for(
-                feed.every))
+            trigger = IntervalTrigger(
+                seconds=feed.every.total_seconds(), jitter=jitter_for(feed.every)
+            )
             existing = self.scheduler.get_job(job_id)
             if existing is not None:
                 existing.modify(args=[feed.id])
@@ -146,9 +152,11 @@ class Daemon:
             try:
                 # Several instances on one database: whoever takes the lease polls this
                 # interval; the others skip (and take over if the holder dies).
-                lease = feed.every * 0.9
                 if not await self.app.store.take_feed_lease(
-                    feed.id, holder=self.app.worker, now=self.clock(), duration=lease
+                    feed.id,
+                    holder=self.app.worker,
+                    now=self.clock(),
+                    duration=lease_for(feed.every),
                 ):
                     return
                 report = await self.app.pipeline.poll_feed(feed)
@@ -218,8 +226,9 @@ class Daemon:
                 wait_s = min(max((next_due - self.clock()).total_seconds(), 0.5), MAX_IDLE_S)
             waker = asyncio.ensure_future(self._wake.wait())
             stopper = asyncio.ensure_future(self.stop_event.wait())
-            await asyncio.wait({waker, stopper}, timeout=wait_s,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {waker, stopper}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
+            )
             waker.cancel()
             stopper.cancel()
 
@@ -250,7 +259,9 @@ class Daemon:
         await self._calendar_job()
         log.info(
             "reloaded: %d feeds, %d rules, %d subscribers",
-            len(new.feeds), len(new.rules), len(new.subscribers),
+            len(new.feeds),
+            len(new.rules),
+            len(new.subscribers),
         )
         self._wake.set()
         return True
@@ -282,7 +293,9 @@ class Daemon:
             if self.config.model.notifier.health:
                 host, _, port = self.config.model.notifier.health.rpartition(":")
                 health = HealthServer(
-                    host=host.strip("[]"), port=int(port), metrics=self.metrics,
+                    host=host.strip("[]"),
+                    port=int(port),
+                    metrics=self.metrics,
                     status=self._status,
                 )
                 await health.start()
@@ -305,13 +318,19 @@ class Daemon:
                 self._schedule_feeds(first=True)
                 self._schedule_transitions()
                 self.scheduler.add_job(
-                    self._calendar_job, IntervalTrigger(seconds=CALENDAR_SWEEP.total_seconds()),
-                    id="calendar-sweep", max_instances=1, coalesce=True, misfire_grace_time=None,
+                    self._calendar_job,
+                    IntervalTrigger(seconds=CALENDAR_SWEEP.total_seconds()),
+                    id="calendar-sweep",
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=None,
                 )
                 self.scheduler.start()
                 log.info(
                     "running: %d feeds, %d rules, %d subscribers",
-                    len(self.config.feeds), len(self.config.rules), len(self.config.subscribers),
+                    len(self.config.feeds),
+                    len(self.config.rules),
+                    len(self.config.subscribers),
                 )
                 worker = asyncio.create_task(self._delivery_worker())
                 await self.stop_event.wait()

@@ -56,5 +56,5 @@ def configure_logging(*, level: str = "info", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Third-party chatter stays at warning unless debugging.
-    for noisy in ("aiosqlite", "apscheduler", "asyncio", "aiosmtplib"):
+    for noisy in ("aiosqlite", "apscheduler", "asyncio", "aiosmtplib", "alembic"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)

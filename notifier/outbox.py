@@ -130,9 +130,17 @@ class Outbox:
 
     @property
     def lease(self) -> timedelta:
-        # Long enough for one attempt plus the store round trips, short enough that a
-        # killed worker's claims return to the queue quickly.
-        return self.config.model.delivery.timeout * 2 + timedelta(seconds=30)
+        """How long a claim lasts: the visibility timeout after a worker dies.
+
+        Every claimed delivery starts at once (claims never exceed free slots) and each
+        attempt has a hard deadline of ``timeout``; email attempts may first wait for a
+        pooled SMTP connection, up to ``concurrency / pool_size`` attempts long.
+        """
+        delivery = self.config.model.delivery
+        waits = 1
+        if self.config.model.smtp is not None:
+            waits += -(-delivery.concurrency // self.config.model.smtp.pool_size)
+        return delivery.timeout * (waits + 1) + timedelta(seconds=5)
 
     def _subscriber(self, subscriber_id: str) -> SubscriberSection | None:
         return next((s for s in self.config.subscribers if s.id == subscriber_id), None)

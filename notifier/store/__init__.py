@@ -157,7 +157,7 @@ class Store:
         existing = await conn.scalar(sa.select(t.meta.c.value).where(t.meta.c.key == "schema"))
         if existing is None:
             await conn.execute(
-                t.meta.insert(),
+                self._insert_ignore(t.meta, "key"),
                 [
                     {"key": "schema", "value": SCHEMA_VERSION},
                     {"key": "unsubscribe_secret", "value": secrets.token_urlsafe(32)},
@@ -171,9 +171,11 @@ class Store:
             return await conn.scalar(sa.select(t.meta.c.value).where(t.meta.c.key == key))
 
     async def set_meta(self, conn: AsyncConnection, key: str, value: str) -> None:
-        done = await conn.execute(t.meta.update().where(t.meta.c.key == key).values(value=value))
-        if done.rowcount == 0:
-            await conn.execute(t.meta.insert().values(key=key, value=value))
+        created = await conn.execute(
+            self._insert_ignore(t.meta, "key").values(key=key, value=value)
+        )
+        if created.rowcount == 0:
+            await conn.execute(t.meta.update().where(t.meta.c.key == key).values(value=value))
 
     # --- feeds -------------------------------------------------------------------------
 
@@ -260,16 +262,17 @@ class Store:
     async def take_feed_lease(
         self, feed_id: str, *, holder: str, now: datetime, duration: timedelta
     ) -> bool:
-        """Take (or renew) the right to poll a feed until ``now + duration``.
+        """Take the right to poll a feed until ``now + duration``.
 
-        True for exactly one instance per lease period; an expired lease of a dead
-        holder is taken over.
+        True for exactly one instance per lease period. The holder gets no preference
+        when it expires: whichever instance comes first polls the next interval, so the
+        work spreads over the instances and a dead holder is simply never first again.
         """
         c = t.feed_leases.c
         async with self.transaction() as conn:
             renewed = await conn.execute(
                 t.feed_leases.update()
-                .where((c.feed_id == feed_id) & ((c.until <= now) | (c.holder == holder)))
+                .where((c.feed_id == feed_id) & (c.until <= now))
                 .values(holder=holder, until=now + duration)
             )
             if renewed.rowcount == 1:

@@ -22,13 +22,16 @@ def free_port() -> int:
 class Daemon:
     """One `tariff-notifier run` subprocess with its log in a file."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, *, log_name: str = "daemon.log") -> None:
         self.config = config
-        self.log_path = config.parent / "daemon.log"
+        self.log_path = config.parent / log_name
         self.proc: asyncio.subprocess.Process | None = None
+        self._log_start = 0
 
-    async def start(self) -> Daemon:
+    async def spawn(self) -> None:
+        """Start the process without waiting for it to be ready."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("a")
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -42,11 +45,33 @@ class Daemon:
             env=env,
         )
         log.close()
-        await wait_for(lambda: "running:" in self.log(), timeout_s=20, what="daemon start")
+
+    async def start(self) -> Daemon:
+        """Start and wait until this run (not an earlier one in the same log) is up."""
+        await self.spawn()
+        await wait_for(
+            lambda: "running:" in self.log() or self.exited(),
+            timeout_s=30,
+            what="daemon start",
+        )
+        assert not self.exited(), f"daemon exited at start:\n{self.log()}"
         return self
 
+    async def run_to_exit(self, *, timeout_s: float) -> int:
+        await self.spawn()
+        assert self.proc is not None
+        return await asyncio.wait_for(self.proc.wait(), timeout=timeout_s)
+
+    def exited(self) -> bool:
+        return self.proc is not None and self.proc.returncode is not None
+
     def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
+        """What this run wrote to the log (earlier runs with the same log excluded)."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open() as handle:
+            handle.seek(self._log_start)
+            return handle.read()
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
