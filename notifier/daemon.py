@@ -31,6 +31,7 @@ from notifier.health import HealthServer, store_status
 from notifier.metrics import Metrics
 from notifier.model import Delivery
 from notifier.pipeline import PassReport, utc_now
+from notifier.unsubscribe import apply_unsubscribe
 
 log = logging.getLogger("notifier.daemon")
 
@@ -265,6 +266,11 @@ class Daemon:
         )
         self._wake.set()
         return True
+
+    async def _unsubscribe(self, subscriber_id: str, token: str) -> str | None:
+        return await apply_unsubscribe(
+            self.config, self.app.store, subscriber_id, token, now=self.clock()
+        )
 
     def request_stop(self) -> None:
         if not self.stop_event.is_set():

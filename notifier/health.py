@@ -27,6 +27,13 @@ from notifier.store import Store
 log = logging.getLogger("notifier.health")
 
 StatusFn = Callable[[], Awaitable[dict[str, Any]]]
+# (subscriber id, token) -> the unsubscribed address, or None for an invalid link.
+UnsubscribeFn = Callable[[str, str], Awaitable[str | None]]
+
+_PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width"><title>Unsubscribe</title></head>
+<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem">
+{body}</body></html>"""
 
 
 class HealthServer:
@@ -40,6 +47,7 @@ class HealthServer:
         metrics: Metrics,
         status: StatusFn,
         refresh_metrics: bool = True,
+        unsubscribe: UnsubscribeFn | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -48,6 +56,7 @@ class HealthServer:
         # Refresh the store-derived gauges on each scrape, so they are current even
         # when nothing else has touched the queue for a while.
         self.refresh_metrics = refresh_metrics
+        self.unsubscribe = unsubscribe
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -55,6 +64,9 @@ class HealthServer:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
+        if self.unsubscribe is not None:
+            app.router.add_get("/unsubscribe/{subscriber}/{token}", self._unsubscribe_form)
+            app.router.add_post("/unsubscribe/{subscriber}/{token}", self._unsubscribe_post)
         # No access log: a scrape every 15 s would drown the daemon's own log lines.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
@@ -80,6 +92,27 @@ class HealthServer:
         except Exception as exc:  # a probe gets an answer, never a 500 with a traceback
             log.exception("health status failed")
             return {"up": False, "error": f"{type(exc).__name__}: {exc}"}
+
+    async def _unsubscribe_form(self, request: web.Request) -> web.Response:
+        """A GET (a person, or a mail scanner following links) only shows a button."""
+        body = (
+            "<h1>Unsubscribe from tariff alerts?</h1>"
+            '<form method="post"><button type="submit" style="font-size:1rem;padding:.5rem 1rem">'
+            "Unsubscribe</button></form>"
+        )
+        return web.Response(text=_PAGE.format(body=body), content_type="text/html")
+
+    async def _unsubscribe_post(self, request: web.Request) -> web.Response:
+        """RFC 8058 one-click POST: act, answer 200, never redirect."""
+        assert self.unsubscribe is not None
+        target = await self.unsubscribe(
+            request.match_info["subscriber"], request.match_info["token"]
+        )
+        if target is None:
+            body = "<h1>This unsubscribe link is not valid.</h1>"
+            return web.Response(status=404, text=_PAGE.format(body=body), content_type="text/html")
+        body = "<h1>You are unsubscribed.</h1><p>No more alerts will be sent there.</p>"
+        return web.Response(text=_PAGE.format(body=body), content_type="text/html")
 
     async def _healthz(self, request: web.Request) -> web.Response:
         status = await self._read_status()

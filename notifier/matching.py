@@ -5,21 +5,33 @@ with ``origins = ["*"]`` (or ``hts = ["*"]``) matches any such filter. HTS filte
 prefixes and match both ways: a subscriber watching ``8708.29`` hears about a rule on
 heading ``8708``, and one watching chapter ``87`` hears about ``8708``.
 ``keywords`` filter feed entries only (rule events carry no ``text``).
+
+Why bitmasks: a per-subscriber check costs about a microsecond in Python, so 100,000
+subscribers took ~100 ms per event. Here each filter value maps to a Python ``int`` with
+one bit per subscriber (its position in the config); an event's answer is a handful of
+ORs and ANDs over those ints, done in C, and the set bits come out in config order.
+Measured (bench/bench_scale.py): 100,000 subscribers in a few milliseconds per event.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from itertools import compress
 
 from notifier.config import SubscriberSection
 from notifier.model import EVENT_TYPES, Event
 
+# bytes.translate table turning an ASCII "0"/"1" string into 0/1 octets for compress().
+_BITS = bytes.maketrans(b"01", b"\x00\x01")
+
 
 @dataclass(frozen=True, slots=True)
 class CompiledFilter:
+    """One subscriber's filters, normalised (the reference semantics, one at a time)."""
+
     subscriber: SubscriberSection
     types: frozenset[str]
     origins: frozenset[str] | None
@@ -35,10 +47,14 @@ class CompiledFilter:
             and self.origins.isdisjoint(event.origins)
         ):
             return False
-        if self.hts is not None and "*" not in event.hts and not any(
-            code.startswith(prefix) or prefix.startswith(code)
-            for code in event.hts
-            for prefix in self.hts
+        if (
+            self.hts is not None
+            and "*" not in event.hts
+            and not any(
+                code.startswith(prefix) or prefix.startswith(code)
+                for code in event.hts
+                for prefix in self.hts
+            )
         ):
             return False
         if self.keywords is not None and lowered_text is not None:
@@ -59,37 +75,85 @@ def compile_filter(subscriber: SubscriberSection) -> CompiledFilter:
 
 
 class SubscriberIndex:
-    """Subscribers indexed by event type and origin so an event scans few candidates."""
+    """Subscribers as bit positions, with one bitmask per filter value."""
 
     def __init__(self, subscribers: Iterable[SubscriberSection]) -> None:
-        self._order: dict[str, int] = {}
-        self._any_origin: dict[str, list[CompiledFilter]] = defaultdict(list)
-        self._by_origin: dict[tuple[str, str], list[CompiledFilter]] = defaultdict(list)
-        self._all: dict[str, list[CompiledFilter]] = defaultdict(list)
+        self._subscribers: list[SubscriberSection] = []
+        self._by_type: dict[str, int] = defaultdict(int)
+        self._any_origin = 0  # no origins filter
+        self._by_origin: dict[str, int] = defaultdict(int)
+        self._any_hts = 0  # no hts filter
+        self._hts_exact: dict[str, int] = defaultdict(int)  # prefix -> who watches it
+        self._hts_under: dict[str, int] = defaultdict(int)  # q -> who watches q or longer
+        self._any_keyword = 0  # no keywords filter
+        self._by_keyword: dict[str, int] = defaultdict(int)
         for position, subscriber in enumerate(subscribers):
-            compiled = compile_filter(subscriber)
-            self._order[subscriber.id] = position
-            for event_type in compiled.types:
-                self._all[event_type].append(compiled)
-                if compiled.origins is None:
-                    self._any_origin[event_type].append(compiled)
-                else:
-                    for origin in compiled.origins:
-                        self._by_origin[(event_type, origin)].append(compiled)
+            self._subscribers.append(subscriber)
+            self._add(position, compile_filter(subscriber))
+        self._all = (1 << len(self._subscribers)) - 1
+
+    def _add(self, position: int, compiled: CompiledFilter) -> None:
+        bit = 1 << position
+        for event_type in compiled.types:
+            self._by_type[event_type] |= bit
+        if compiled.origins is None:
+            self._any_origin |= bit
+        else:
+            for origin in compiled.origins:
+                self._by_origin[origin] |= bit
+        if compiled.hts is None:
+            self._any_hts |= bit
+        else:
+            for prefix in compiled.hts:
+                self._hts_exact[prefix] |= bit
+                for end in range(1, len(prefix) + 1):
+                    self._hts_under[prefix[:end]] |= bit
+        if compiled.keywords is None:
+            self._any_keyword |= bit
+        else:
+            for word in compiled.keywords:
+                self._by_keyword[word] |= bit
+
+    def _origin_mask(self, origins: tuple[str, ...]) -> int:
+        if "*" in origins:
+            return self._all
+        mask = self._any_origin
+        for origin in origins:
+            mask |= self._by_origin.get(origin, 0)
+        return mask
+
+    def _hts_mask(self, codes: tuple[str, ...]) -> int:
+        if "*" in codes:
+            return self._all
+        mask = self._any_hts
+        for code in codes:
+            # Watched prefixes that start with the code (code.startswith is the other way).
+            mask |= self._hts_under.get(code, 0)
+            for end in range(1, len(code)):
+                mask |= self._hts_exact.get(code[:end], 0)
+        return mask
+
+    def _keyword_mask(self, text: str | None) -> int:
+        if text is None:
+            return self._all  # rule events: keywords do not apply
+        lowered = text.lower()
+        mask = self._any_keyword
+        for word, bits in self._by_keyword.items():
+            if word in lowered:
+                mask |= bits
+        return mask
 
     def match(self, event: Event) -> list[SubscriberSection]:
         """The subscribers whose filters all accept the event, in config order."""
-        if "*" in event.origins:
-            candidates: Sequence[CompiledFilter] = self._all.get(event.type, ())
-        else:
-            seen: dict[str, CompiledFilter] = {
-                f.subscriber.id: f for f in self._any_origin.get(event.type, ())
-            }
-            for origin in event.origins:
-                for f in self._by_origin.get((event.type, origin), ()):
-                    seen[f.subscriber.id] = f
-            candidates = list(seen.values())
-        lowered = event.text.lower() if event.text is not None else None
-        found = [f.subscriber for f in candidates if f.matches(event, lowered_text=lowered)]
-        found.sort(key=lambda s: self._order[s.id])
-        return found
+        mask = self._by_type.get(event.type, 0)
+        if mask:
+            mask &= self._origin_mask(event.origins)
+        if mask:
+            mask &= self._hts_mask(event.hts)
+        if mask:
+            mask &= self._keyword_mask(event.text)
+        if not mask:
+            return []
+        # Bit i is subscriber i: the binary string, reversed, lists them in config order.
+        bits = format(mask, "b")[::-1].encode("ascii").translate(_BITS)
+        return list(compress(self._subscribers, bits))

@@ -9,8 +9,6 @@ attempt, so a retry after a crash is recognisably the same message.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -38,6 +36,7 @@ from notifier.model import (
 from notifier.render import Renderer
 from notifier.routing import next_attempt
 from notifier.store import Store
+from notifier.unsubscribe import unsubscribe_secret, unsubscribe_token
 
 log = logging.getLogger("notifier.outbox")
 
@@ -97,12 +96,6 @@ def build_channels(config: Config) -> Channels:
     return Channels(email=email, webhook=WebhookChannel(timeout_s=timeout_s))
 
 
-def unsubscribe_token(secret: str, subscriber_id: str, target: str) -> str:
-    """An unforgeable token for RFC 8058 one-click unsubscribe links."""
-    mac = hmac.new(secret.encode(), f"{subscriber_id}\x1f{target}".encode(), hashlib.sha256)
-    return mac.hexdigest()[:32]
-
-
 class Outbox:
     """Drains due deliveries through the channels."""
 
@@ -150,11 +143,7 @@ class Outbox:
         if not base:
             return None
         if self._unsubscribe_secret is None:
-            self._unsubscribe_secret = (
-                self.config.model.notifier.unsubscribe_secret
-                or await self.store.get_meta("unsubscribe_secret")
-                or ""
-            )
+            self._unsubscribe_secret = await unsubscribe_secret(self.config, self.store)
         token = unsubscribe_token(self._unsubscribe_secret, sub.id, target)
         return f"{base.rstrip('/')}/unsubscribe/{sub.id}/{token}"
 

@@ -122,10 +122,12 @@ class Pipeline:
         self.index = SubscriberIndex(config.subscribers)
 
     async def _plan(self, events: list[Event], *, now: datetime) -> list[tuple[Event, list[Any]]]:
-        gone = await self.store.gone()
+        if not events:
+            return []
+        blocked = await self.store.blocked_targets()
         zone = self.config.zone
         return [
-            (e, plan_deliveries(e, self.index.match(e), now=now, zone=zone, gone=gone))
+            (e, plan_deliveries(e, self.index.match(e), now=now, zone=zone, blocked=blocked))
             for e in events
         ]
 

@@ -42,17 +42,20 @@ def plan_deliveries(
     *,
     now: datetime,
     zone: ZoneInfo,
-    gone: Container[tuple[str, str]] = (),
+    blocked: Container[tuple[str, str]] = (),
 ) -> list[Delivery]:
     """One delivery per email address and per webhook of each matched subscriber.
 
     Email deliveries of digest subscribers wait for the digest instant (``digest_at``);
-    webhooks are never digested. Endpoints marked gone (410) get nothing.
+    webhooks are never digested. ``blocked`` (subscriber, target) pairs get nothing:
+    unsubscribed addresses and endpoints that answered 410 Gone.
     """
     out: list[Delivery] = []
     for sub in subscribers:
         digest_at = next_digest_at(sub.digest, after=now, zone=zone) if sub.digest else None
         for address in sub.email:
+            if (sub.id, address) in blocked:
+                continue
             out.append(
                 Delivery(
                     id=Delivery.make_id(event.id, sub.id, "email", address),
@@ -67,7 +70,7 @@ def plan_deliveries(
                     digest_at=digest_at,
                 )
             )
-        if sub.webhook and (sub.id, sub.webhook) not in gone:
+        if sub.webhook and (sub.id, sub.webhook) not in blocked:
             out.append(
                 Delivery(
                     id=Delivery.make_id(event.id, sub.id, "webhook", sub.webhook),

@@ -578,6 +578,35 @@ class Store:
                 )
             )
 
+    async def unsubscribe(self, subscriber_id: str, target: str, *, now: datetime) -> int:
+        """Record an unsubscribe and fail what is still queued for it; returns that count."""
+        c = t.deliveries.c
+        async with self.transaction() as tx:
+            await tx.execute(
+                self._insert_ignore(t.unsubscribes, "subscriber_id", "target").values(
+                    subscriber_id=subscriber_id, target=target, at=now
+                )
+            )
+            done = await tx.execute(
+                t.deliveries.update()
+                .where(
+                    (c.subscriber_id == subscriber_id)
+                    & (c.target == target)
+                    & (c.status == "queued")
+                )
+                .values(status="failed", last_error="unsubscribed", next_at=None, updated_at=now)
+            )
+            return int(done.rowcount or 0)
+
+    async def blocked_targets(self) -> set[tuple[str, str]]:
+        """(subscriber, target) pairs that get nothing: unsubscribed or gone (410)."""
+        async with self.engine.connect() as conn:
+            rows = list(await conn.execute(sa.select(t.unsubscribes)))
+            gone = list(await conn.execute(sa.select(t.gone_endpoints)))
+        return {(r.subscriber_id, r.target) for r in rows} | {
+            (r.subscriber_id, r.url) for r in gone
+        }
+
     async def gone(self) -> dict[tuple[str, str], str]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(sa.select(t.gone_endpoints))

@@ -153,3 +153,12 @@ gone_endpoints = sa.Table(
     sa.Column("config_hash", sa.String(64), nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
 )
+
+unsubscribes = sa.Table(
+    "unsubscribes",
+    metadata,
+    # RFC 8058 one-click unsubscribe: this address of this subscriber gets nothing more.
+    sa.Column("subscriber_id", sa.String(200), primary_key=True),
+    sa.Column("target", sa.String(2000), primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+)

@@ -35,9 +35,7 @@ def delivery_section(
     backoff: tuple[str, ...] = ("1s", "1s", "2s"), *, timeout: str = "3s", concurrency: int = 50
 ) -> str:
     waits = ", ".join(f'"{b}"' for b in backoff)
-    return (
-        f'[delivery]\nbackoff = [{waits}]\ntimeout = "{timeout}"\nconcurrency = {concurrency}\n'
-    )
+    return f'[delivery]\nbackoff = [{waits}]\ntimeout = "{timeout}"\nconcurrency = {concurrency}\n'
 
 
 def feed_section(feed_id: str, url: str, *, every: str = "1s", **extra: str | int) -> str:

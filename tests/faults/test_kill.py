@@ -4,6 +4,7 @@ and a repeat keeps its ``webhook-id`` / ``Message-ID`` so receivers can drop it.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections import defaultdict
 
@@ -67,9 +68,7 @@ async def test_three_sigkills_mid_burst_lose_nothing_and_repeats_keep_their_ids(
     for kill in range(KILLS):
         # Each life delivers a share of the burst before it is killed without warning.
         target = len(hook_ids()) + ENTRIES // (KILLS + 2)
-        await wait_for(
-            lambda t=target: len(hook_ids()) >= t, timeout_s=30, what=f"progress {kill}"
-        )
+        await wait_for(lambda t=target: len(hook_ids()) >= t, timeout_s=30, what=f"progress {kill}")
         pid = daemon_pid(daemon)
         family = children_of(pid)
         daemon.signal(signal.SIGKILL)
@@ -91,6 +90,8 @@ async def test_three_sigkills_mid_burst_lose_nothing_and_repeats_keep_their_ids(
         await asyncio.sleep(0.3)
     code, _ = await daemon.stop()
     assert code == 0
+    for pid in processes_alive(orphans):  # the parse workers the kills orphaned (a known bug)
+        os.kill(pid, signal.SIGKILL)
     assert kills_at[-1] < ENTRIES, "the last kill must still land mid-burst"
 
     # Every entry arrived by webhook and by email; a repeat carries the same id.
@@ -119,7 +120,9 @@ async def test_sigkill_leaves_no_parse_workers_behind(
 ) -> None:
     feeds.feeds["news"] = [FeedItem("seed", "Seed entry")]
     config = write_config(
-        notifier_section() + feed_section("news", feeds.url("news")) + email_subscriber("d", "d@x.org")
+        notifier_section()
+        + feed_section("news", feeds.url("news"))
+        + email_subscriber("d", "d@x.org")
     )
     daemon = await Daemon(config).start()
     daemons.append(daemon)
@@ -132,7 +135,5 @@ async def test_sigkill_leaves_no_parse_workers_behind(
     try:
         await wait_for(lambda: not processes_alive(family), timeout_s=5, what="workers to exit")
     finally:
-        for pid in processes_alive(family):
-            import os
-
+        for pid in processes_alive(family):  # the orphans this test made, by their pid
             os.kill(pid, signal.SIGKILL)

@@ -5,6 +5,7 @@ the log, while a healthy endpoint is served as if nothing happened."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -102,7 +103,7 @@ async def test_failing_endpoints_retry_on_schedule_then_dead_others_unaffected(
         # Retried on the schedule: each gap is the backoff wait (plus, for the hanging
         # endpoint, the timeout the attempt spent), with slack for a loaded machine.
         spent_s = TIMEOUT_S if path == "/hang" else 0.0
-        gaps = [b.received_at - a.received_at for a, b in zip(calls, calls[1:], strict=False)]
+        gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(calls)]
         for wait_s, gap in zip(BACKOFF_S, gaps, strict=True):
             assert wait_s + spent_s - 0.05 <= gap <= wait_s + spent_s + 1.5, (path, gaps)
 

@@ -41,7 +41,12 @@ effective = 2025-04-09T00:01:00-04:00
 
 
 def config_text(
-    *, smtp: SmtpPeer, hooks: WebhookPeer, feeds: FeedServer, secret: str, extra: str = "",
+    *,
+    smtp: SmtpPeer,
+    hooks: WebhookPeer,
+    feeds: FeedServer,
+    secret: str,
+    extra: str = "",
     state: str = "sqlite:///state/n.db",
 ) -> str:
     return f"""
@@ -98,7 +103,8 @@ def setup(
     smtp: SmtpPeer,
     hooks: WebhookPeer,
     feeds: FeedServer,
-    secret: str, state_url: str,
+    secret: str,
+    state_url: str,
 ) -> Path:
     feeds.feeds["news"] = [
         FeedItem("a1", "Commerce opens Section 232 inclusions process"),
@@ -343,9 +349,7 @@ async def test_broken_feed_is_recorded_and_others_still_polled(
     feeds.feeds["news"] = [FeedItem("a1", "Old news")]
     feeds.raw["junk"] = b"\x00\xffnot a feed at all" * 50
     extra_feed = f'\n[[feed]]\nid = "junk"\nurl = "{feeds.url("junk")}"\n'
-    text = config_text(
-        smtp=smtp, hooks=hooks, feeds=feeds, secret=secret, state=state_url
-    ).replace(
+    text = config_text(smtp=smtp, hooks=hooks, feeds=feeds, secret=secret, state=state_url).replace(
         "[[subscriber]]", extra_feed + "\n[[subscriber]]", 1
     )
     path = write_config(text, calendar=RULES)
@@ -357,3 +361,56 @@ async def test_broken_feed_is_recorded_and_others_still_polled(
     await hooks.wait_for_count(1, path="/erp")
     body = json.loads(hooks.calls_to("/erp")[0].body)
     assert body["data"]["entry"]["title"] == "A new tariff notice"
+
+
+async def test_one_click_unsubscribe_stops_that_address_only(
+    setup: Path, clock: FakeClock, smtp: SmtpPeer, hooks: WebhookPeer, feeds: FeedServer
+) -> None:
+    import aiohttp
+
+    from notifier.health import HealthServer
+    from notifier.metrics import Metrics
+    from notifier.unsubscribe import apply_unsubscribe
+
+    await once(setup, clock)
+    feeds.feeds["news"].append(FeedItem("u1", "Japan auto parts tariff notice"))
+    await once(setup, clock)
+    [mail] = await smtp.wait_for_count(1)
+    link = mail.message["List-Unsubscribe"].strip("<>")
+    assert link.startswith("https://alerts.example.com/unsubscribe/jp-autos/")
+
+    config = load_config(setup)
+    async with App(config, clock=clock, parse_in_processes=False) as app:
+
+        async def unsubscribe(subscriber: str, token: str) -> str | None:
+            return await apply_unsubscribe(config, app.store, subscriber, token, now=clock())
+
+        async def status() -> dict[str, object]:
+            return {"up": True}
+
+        server = HealthServer(
+            host="127.0.0.1", port=0, metrics=Metrics(), status=status, unsubscribe=unsubscribe
+        )
+        await server.start()
+        local = link.replace("https://alerts.example.com", f"http://127.0.0.1:{server.port}")
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(local) as page:
+                    assert page.status == 200 and "<form" in await page.text()
+                forged = local[:-4] + "0000"
+                async with session.post(forged, allow_redirects=False) as bad:
+                    assert bad.status == 404
+                # RFC 8058: the one-click POST body, no cookies, answered without redirect.
+                async with session.post(
+                    local, data="List-Unsubscribe=One-Click", allow_redirects=False
+                ) as done:
+                    assert done.status == 200
+        finally:
+            await server.stop()
+
+    feeds.feeds["news"].append(FeedItem("u2", "Second Japan auto parts tariff notice"))
+    clock.advance(minutes=1)
+    report = await once(setup, clock)
+    assert [e.type for e in report.sources.events] == ["feed.entry.new"]
+    assert len(smtp.messages_to("trade@example.com")) == 1  # nothing after unsubscribing
+    await hooks.wait_for_count(2, path="/erp")  # the webhook subscriber still gets both

@@ -1,0 +1,216 @@
+"""A full disk and a read-only state folder: a clear error, and no corrupted state.
+
+The state folder is a real small tmpfs (needs root or CAP_SYS_ADMIN, else the tests are
+skipped): SQLite then meets a genuine ENOSPC / EROFS, as it would on a real disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import WriteConfig, new_secret
+from tests.faults import (
+    cli,
+    deliveries,
+    delivery_section,
+    email_subscriber,
+    feed_section,
+    notifier_section,
+    smtp_section,
+    statuses,
+    webhook_subscriber,
+)
+from tests.peers import wait_for
+from tests.peers.daemon import Daemon
+from tests.peers.feeds import FeedItem, FeedServer
+from tests.peers.smtp import SmtpPeer
+from tests.peers.webhook import Reply, WebhookPeer
+
+pytestmark = pytest.mark.slow
+
+
+def _mount(*args: str) -> bool:
+    done = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
+    return done.returncode == 0
+
+
+@pytest.fixture
+def state_fs(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path/state`` as a 4 MB tmpfs; remount it with ``remount(state, "ro")``."""
+    state = tmp_path / "state"
+    state.mkdir()
+    if not _mount("-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(state)):
+        pytest.skip("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)")
+    try:
+        yield state
+    finally:
+        subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+def remount(state: Path, mode: str) -> None:
+    assert _mount("-o", f"remount,{mode}", str(state)), f"remount {mode} failed"
+
+
+def fill(state: Path) -> Path:
+    """Take every free byte of the state filesystem; returns the filler file."""
+    filler = state / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (65536, 4096, 512, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
+    return filler
+
+
+def integrity(db: Path) -> str:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def config_for(smtp: SmtpPeer, feeds: FeedServer) -> str:
+    return (
+        notifier_section()
+        + smtp_section(smtp.port)
+        + delivery_section(("1s", "1s", "2s", "5s"), timeout="3s")
+        + feed_section("news", feeds.url("news"))
+        + email_subscriber("desk", "desk@example.com")
+    )
+
+
+async def test_read_only_state_folder_is_a_clear_error_and_state_survives(
+    write_config: WriteConfig, state_fs: Path, smtp: SmtpPeer, feeds: FeedServer
+) -> None:
+    feeds.feeds["news"] = [FeedItem("seed", "Seed entry")]
+    config = write_config(config_for(smtp, feeds))
+    code, _, err = await cli(config, "once")
+    assert code == 0, err
+    db = state_fs / "n.db"
+    before = db.read_bytes()
+
+    remount(state_fs, "ro")
+    feeds.feeds["news"].append(FeedItem("n1", "Tariff on steel raised"))
+    for command in ("once", "run"):
+        code, out, err = await cli(config, command)
+        assert code == 1, (command, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err  # one readable line
+        assert lines[0].startswith("tariff-notifier: ")
+        assert "read-only" in lines[0].lower() or "not writable" in lines[0], lines[0]
+    assert smtp.messages == []  # nothing was sent that could not be recorded
+
+    remount(state_fs, "rw")
+    assert integrity(db) == "ok"
+    assert db.read_bytes() == before  # untouched
+    code, _, err = await cli(config, "once")
+    assert code == 0, err
+    [mail] = await smtp.wait_for_count(1)
+    assert "steel" in mail.message["Subject"].lower()
+
+
+async def test_disk_full_while_running_is_reported_and_nothing_is_lost(
+    write_config: WriteConfig,
+    state_fs: Path,
+    smtp: SmtpPeer,
+    feeds: FeedServer,
+    daemons: list[Daemon],
+) -> None:
+    feeds.feeds["news"] = [FeedItem("seed", "Seed entry")]
+    config = write_config(config_for(smtp, feeds))
+    daemon = await Daemon(config).start()
+    daemons.append(daemon)
+    await wait_for(lambda: feeds.requests.get("news", 0) >= 2, timeout_s=20, what="baseline")
+
+    filler = fill(state_fs)
+    # A burst that needs new pages in the database: it cannot be committed now.
+    feeds.feeds["news"] += [
+        FeedItem(f"n{i:02d}", f"Tariff notice {i}", "Duty on steel. " * 40) for i in range(40)
+    ]
+    await wait_for(
+        lambda: daemon.log().count("disk is full") >= 2,
+        timeout_s=20,
+        what="the full disk to be reported",
+    )
+    assert daemon.proc is not None and daemon.proc.returncode is None  # still up
+    full_lines = [line for line in daemon.log().splitlines() if "full" in line]
+    assert any("could not be recorded" in line for line in full_lines), full_lines
+    assert "Traceback" not in daemon.log()
+    sent_while_full = len(smtp.messages)
+
+    filler.unlink()  # space comes back: the next poll commits the burst
+    await smtp.wait_for(
+        lambda peer: len({m.message["Message-ID"] for m in peer.messages}) >= 40, timeout_s=30
+    )
+    deadline = asyncio.get_running_loop().time() + 20
+    while statuses(items := await deliveries(config)) != {"sent": 40}:
+        assert asyncio.get_running_loop().time() < deadline, statuses(items)
+        await asyncio.sleep(0.3)
+    code, _ = await daemon.stop()
+    assert code == 0
+    assert integrity(state_fs / "n.db") == "ok"
+    assert sent_while_full == 0  # nothing went out that was not first in the outbox
+    ids = [m.message["Message-ID"] for m in smtp.messages]
+    assert len(ids) == len(set(ids)) == 40
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="notifier/outbox.py Outbox._deliver/drain: a StoreError from _finish (recording "
+    "a sent delivery on a full disk) escapes the delivery task and is only logged by asyncio "
+    "as 'Task exception was never retrieved'; see the fault-suite report",
+)
+async def test_disk_full_when_a_sent_delivery_is_recorded_is_reported_and_recovers(
+    write_config: WriteConfig,
+    state_fs: Path,
+    hooks: WebhookPeer,
+    feeds: FeedServer,
+    daemons: list[Daemon],
+) -> None:
+    secret = new_secret()
+    hooks.set_secret("/erp", secret)
+    feeds.feeds["news"] = [FeedItem("seed", "Seed entry")]
+    config = write_config(
+        notifier_section()
+        + delivery_section(("1s", "1s", "2s", "5s"), timeout="5s")
+        + feed_section("news", feeds.url("news"))
+        + webhook_subscriber("erp", hooks.url("/erp"), secret)
+    )
+    daemon = await Daemon(config).start()
+    daemons.append(daemon)
+    await wait_for(lambda: feeds.requests.get("news", 0) >= 2, timeout_s=20, what="baseline")
+    hooks.script("/erp", Reply(204, hang_s=2.0))  # the answer comes after the disk fills
+    feeds.feeds["news"].append(FeedItem("n1", "Tariff on steel raised"))
+    [first] = await hooks.wait_for_count(1, path="/erp", timeout_s=10)
+    filler = fill(state_fs)  # the 204 arrives now: the "sent" cannot be written
+    # The 204 comes 2 s after the request, on a full disk.
+    await wait_for(
+        lambda: time.time() > first.received_at + 2.5 and "disk is full" in daemon.log(),
+        timeout_s=10,
+        what="the answer to arrive while the disk is full",
+    )
+    filler.unlink()
+    deadline = asyncio.get_running_loop().time() + 20
+    while statuses(items := await deliveries(config)) != {"sent": 1}:
+        assert asyncio.get_running_loop().time() < deadline, statuses(items)
+        await asyncio.sleep(0.3)
+    code, _ = await daemon.stop()
+    assert code == 0
+    assert integrity(state_fs / "n.db") == "ok"
+    delivery_id = first.headers["webhook-id"]
+    calls = hooks.calls_to("/erp")
+    assert {c.headers["webhook-id"] for c in calls} == {delivery_id}  # a repeat, same id
+    # The failure was reported in one clear line that names the delivery.
+    log = daemon.log()
+    assert "Task exception was never retrieved" not in log
+    assert any(delivery_id in line and "disk is full" in line for line in log.splitlines())
