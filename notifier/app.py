@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -100,6 +101,7 @@ class App:
         self._channels = channels
         # One name per process: it holds feed leases and delivery claims.
         self.worker = worker_name()
+        self._lock_handle: TextIO | None = None
         self.store: Store
         self.session: aiohttp.ClientSession
         self.pipeline: Pipeline

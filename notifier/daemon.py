@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
-from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped]
-from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from notifier.app import App, build_renderer, build_tagger
 from notifier.calendar import all_transitions
@@ -50,7 +50,9 @@ def feed_backoff(every: timedelta, failures: int) -> timedelta:
     """Poll a failing feed less often: every, 2x, 4x… capped at ``MAX_FEED_BACKOFF``."""
     if failures <= 0:
         return every
-    return min(every * (2 ** min(failures - 1, 16)), max(MAX_FEED_BACKOFF, every))
+    longest: timedelta = max(MAX_FEED_BACKOFF, every)
+    grown: timedelta = every * (2 ** min(failures - 1, 16))
+    return min(grown, longest)
 
 
 def jitter_for(every: timedelta) -> float:

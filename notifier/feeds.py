@@ -26,7 +26,7 @@ from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
-import feedparser  # type: ignore[import-untyped]
+import feedparser
 from yarl import URL
 
 from notifier.errors import FetchError

@@ -387,11 +387,11 @@ class Store:
 
     def _insert_ignore(self, table: sa.Table, *keys: str) -> Any:
         """``INSERT … ON CONFLICT (keys) DO NOTHING`` in this backend's dialect."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
         if self.is_sqlite:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        return dialect_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+            return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
     async def events_by_id(self, ids: Iterable[str]) -> dict[str, Event]:
         wanted = list(set(ids))
@@ -450,11 +450,12 @@ class Store:
     async def next_due_at(self) -> datetime | None:
         """When the earliest queued delivery (digests included) becomes due."""
         async with self.engine.connect() as conn:
-            return await conn.scalar(
+            due: datetime | None = await conn.scalar(
                 sa.select(sa.func.min(t.deliveries.c.next_at)).where(
                     t.deliveries.c.status == "queued"
                 )
             )
+            return due
 
     async def record_attempt(
         self,
