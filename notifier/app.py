@@ -9,10 +9,7 @@ import asyncio
 import fcntl
 import functools
 import logging
-import multiprocessing
-import os
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +22,7 @@ import aiohttp
 from notifier.config import Config
 from notifier.errors import StoreError
 from notifier.outbox import Channels, DrainReport, Outbox, build_channels, worker_name
+from notifier.parsing import ParsePool
 from notifier.pipeline import PassReport, Pipeline, utc_now
 from notifier.render import Renderer
 from notifier.store import Store
@@ -65,12 +63,6 @@ def _cached_tagger(paths: tuple[Path, ...], stamps: tuple[int, ...]) -> Tagger:
     return Tagger.from_files(*paths)
 
 
-def parse_pool(workers: int | None = None) -> Executor:
-    """feedparser is CPU-bound: parse in other processes (forkserver: safe with threads)."""
-    context = multiprocessing.get_context("forkserver")
-    return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=context)
-
-
 @dataclass
 class OnceReport:
     sources: PassReport = field(default_factory=PassReport)
@@ -97,7 +89,8 @@ class App:
         use_processes = (
             parse_in_processes if parse_in_processes is not None else len(config.feeds) >= 4
         )
-        self._executor: Executor | None = parse_pool() if use_processes else None
+        # feedparser is CPU-bound: parse in other processes, one per core.
+        self._parse_pool = ParsePool() if use_processes else None
         self._channels = channels
         # One name per process: it holds feed leases and delivery claims.
         self.worker = worker_name()
@@ -146,7 +139,7 @@ class App:
                 tagger=build_tagger(self.config),
                 session=self.session,
                 clock=self.clock,
-                parse_executor=self._executor,
+                parse_pool=self._parse_pool,
                 dry_run=self.dry_run,
                 worker=self.worker,
             )
@@ -178,8 +171,8 @@ class App:
             await self.store.close()
             if self._lock_handle is not None:
                 self._lock_handle.close()
-            if self._executor is not None:
-                self._executor.shutdown(wait=True, cancel_futures=True)
+            if self._parse_pool is not None:
+                self._parse_pool.shutdown()
 
     async def poll_all(self) -> PassReport:
         """Poll every feed once, concurrently within a bound; one feed's fault is its own."""

@@ -25,6 +25,7 @@ from notifier.channels.email import SmtpChannel
 from notifier.channels.maildir import MaildirChannel
 from notifier.channels.webhook import WebhookChannel
 from notifier.config import Config, SubscriberSection
+from notifier.errors import NotifierError
 from notifier.model import (
     Delivery,
     EmailMessage,
@@ -243,7 +244,22 @@ class Outbox:
         except Exception as exc:  # a bug or a template error must not stop the others
             log.exception("delivery %s raised", delivery.id)
             result = SendResult("retry", f"internal error: {type(exc).__name__}: {exc}"[:500])
-        await self._finish(delivery, result, report)
+        await self._record(delivery, result, report)
+
+    async def _record(self, delivery: Delivery, result: SendResult, report: DrainReport) -> None:
+        try:
+            await self._finish(delivery, result, report)
+        except NotifierError as exc:
+            # The attempt happened but could not be recorded (disk full, database gone):
+            # the delivery stays claimed and is attempted again once its claim expires,
+            # with the same id, so a receiver can tell the repeat.
+            log.error(
+                "delivery %s (%s) could not be recorded: %s; it will be retried",
+                delivery.id,
+                result.outcome,
+                exc,
+            )
+            report.add(delivery.id, "queued", f"not recorded: {exc}")
 
     # --- draining ----------------------------------------------------------------------
 
@@ -286,7 +302,7 @@ class Outbox:
         for (subscriber_id, target, _), members in groups.items():
             result = await self._send_digest(subscriber_id, target, members, events)
             for delivery in members:
-                await self._finish(delivery, result, report)
+                await self._record(delivery, result, report)
 
     async def _send_digest(
         self,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -25,6 +24,7 @@ from notifier.errors import FetchError
 from notifier.feeds import FetchResult, diff_entries, fetch_feed, parse_feed
 from notifier.matching import SubscriberIndex
 from notifier.model import Entry, Event, stable_id
+from notifier.parsing import ParsePool
 from notifier.routing import plan_deliveries
 from notifier.store import Store
 from notifier.tagging import Tagger
@@ -103,7 +103,7 @@ class Pipeline:
         tagger: Tagger,
         session: aiohttp.ClientSession,
         clock: Clock = utc_now,
-        parse_executor: Executor | None = None,
+        parse_pool: ParsePool | None = None,
         dry_run: bool = False,
         worker: str | None = None,
     ) -> None:
@@ -112,7 +112,7 @@ class Pipeline:
         self.tagger = tagger
         self.session = session
         self.clock = clock
-        self.parse_executor = parse_executor
+        self.parse_pool = parse_pool
         self.dry_run = dry_run
         self.worker = worker
         self.index = SubscriberIndex(config.subscribers)
@@ -216,17 +216,17 @@ class Pipeline:
 
     async def _parse(self, feed: FeedSection, fetched: FetchResult) -> list[Entry]:
         assert fetched.body is not None
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(PARSE_TIMEOUT_S):
-                parsed = await loop.run_in_executor(
-                    self.parse_executor,
-                    partial(parse_feed, content_type=fetched.content_type,
-                            base_url=fetched.final_url),
-                    fetched.body,
-                )
-        except TimeoutError:
-            raise FetchError(f"parsing took longer than {PARSE_TIMEOUT_S:g} s") from None
+        parse = partial(parse_feed, content_type=fetched.content_type, base_url=fetched.final_url)
+        if self.parse_pool is not None:
+            parsed = await self.parse_pool.run(parse, fetched.body, timeout_s=PARSE_TIMEOUT_S)
+        else:
+            # Small setups (and tests): a thread keeps the loop free; it cannot be killed,
+            # but the poll still fails at the deadline.
+            try:
+                async with asyncio.timeout(PARSE_TIMEOUT_S):
+                    parsed = await asyncio.to_thread(parse, fetched.body)
+            except TimeoutError:
+                raise FetchError(f"parsing took longer than {PARSE_TIMEOUT_S:g} s") from None
         if parsed.warning:
             log.info("feed %s: %s", feed.id, parsed.warning)
         return list(parsed.entries)

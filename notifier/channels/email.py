@@ -244,9 +244,7 @@ def _text_part(text: str, subtype: str) -> bytes:
     if not data.endswith("\r\n"):
         data += "\r\n"
     body = data.encode("utf-8")
-    if _NOT_7BIT.search(body) or any(
-        len(line) > _LINE_MAX_OCTETS for line in body.split(b"\r\n")
-    ):
+    if _NOT_7BIT.search(body) or any(len(line) > _LINE_MAX_OCTETS for line in body.split(b"\r\n")):
         cte = "quoted-printable"
         body = binascii.b2a_qp(body, istext=True)
     else:

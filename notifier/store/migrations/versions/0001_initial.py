@@ -103,7 +103,13 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in (
-        "gone_endpoints", "delivery_attempts", "deliveries", "events", "rules",
-        "seen_entries", "feed_state", "meta",
+        "gone_endpoints",
+        "delivery_attempts",
+        "deliveries",
+        "events",
+        "rules",
+        "seen_entries",
+        "feed_state",
+        "meta",
     ):
         op.drop_table(table)
