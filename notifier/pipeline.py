@@ -180,6 +180,7 @@ class Pipeline:
         to_remember = entries
         if first_poll:
             report.baselined.append(feed.id)
+            log.info("feed %s: first poll, %d entries taken as the baseline", feed.id, len(entries))
         else:
             hashes = {key: row[0] for key, row in seen.items()}
             changed = diff_entries(hashes, entries)
@@ -262,6 +263,11 @@ class Pipeline:
         events: list[Event] = []
         if baseline is None:
             report.baselined.append("calendar")
+            log.info(
+                "first start: %d calendar rules taken as the baseline (no alerts for them; "
+                "their future transitions will fire)",
+                len(rules),
+            )
         else:
             events = diff_calendar({k: v[0] for k, v in known.items()}, rules, now=now)
 
