@@ -114,7 +114,7 @@ async def main(minutes: float, feeds: int) -> dict[str, object]:
         f'[[subscriber]]\nid = "hook"\nwebhook = "http://127.0.0.1:{peers.port}/hook"\n'
         f'secret = "{secret}"\n\n[[subscriber]]\nid = "mail"\nemail = ["desk@example.com"]\n'
     )
-    log = (workdir / "daemon.log").open("w")  # noqa: ASYNC230 (once, before the run)
+    log = (workdir / "daemon.log").open("w")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
