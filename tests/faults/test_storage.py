@@ -164,12 +164,6 @@ async def test_disk_full_while_running_is_reported_and_nothing_is_lost(
     assert len(ids) == len(set(ids)) == 40
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="notifier/outbox.py Outbox._deliver/drain: a StoreError from _finish (recording "
-    "a sent delivery on a full disk) escapes the delivery task and is only logged by asyncio "
-    "as 'Task exception was never retrieved'; see the fault-suite report",
-)
 async def test_disk_full_when_a_sent_delivery_is_recorded_is_reported_and_recovers(
     write_config: WriteConfig,
     state_fs: Path,
@@ -182,7 +176,7 @@ async def test_disk_full_when_a_sent_delivery_is_recorded_is_reported_and_recove
     feeds.feeds["news"] = [FeedItem("seed", "Seed entry")]
     config = write_config(
         notifier_section()
-        + delivery_section(("1s", "1s", "2s", "5s"), timeout="5s")
+        + delivery_section(("1s", "1s", "2s", "5s"), timeout="3s")
         + feed_section("news", feeds.url("news"))
         + webhook_subscriber("erp", hooks.url("/erp"), secret)
     )
