@@ -81,6 +81,8 @@ class Daemon:
         self._wake = asyncio.Event()
         self._poll_gate = asyncio.Semaphore(32)
         self._failing: dict[str, int] = {}
+        self._calendar_lock = asyncio.Lock()
+        self._calendar_again = False
         self.started_at = clock()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.app: App
@@ -117,20 +119,22 @@ class Daemon:
             )
 
     def _schedule_transitions(self) -> None:
-        """One date job per future transition; the store still decides what is emitted."""
+        """One date job per future instant (not per transition: 100 rules taking effect at
+        the same second are one check); the store still decides what is emitted."""
         for job in self.scheduler.get_jobs():
             if job.id.startswith("tr:"):
                 job.remove()
         now = self.clock()
-        for transition in all_transitions(
-            self.config.rules, remind=self.config.model.calendar.remind
-        ):
-            if transition.at <= now:
-                continue
+        instants = {
+            tr.at.astimezone(UTC)
+            for tr in all_transitions(self.config.rules, remind=self.config.model.calendar.remind)
+            if tr.at > now
+        }
+        for at in sorted(instants):
             self.scheduler.add_job(
                 self._calendar_job,
-                DateTrigger(run_date=transition.at),
-                id=f"tr:{transition.event_id}",
+                DateTrigger(run_date=at),
+                id=f"tr:{at.isoformat()}",
                 misfire_grace_time=None,
                 max_instances=1,
             )
@@ -191,18 +195,33 @@ class Daemon:
         self.metrics.set_feed_failing(feed.id, bool(error))
 
     async def _calendar_job(self, catch_up: bool = False) -> None:
+        """Check the calendar; calls that arrive while a check runs fold into one re-run.
+
+        Checks never run concurrently (they would queue on the store's write lock, and a
+        burst of due instants would delay each other); a check that started just before
+        an instant is followed by one more, so nothing due is left for the next sweep.
+        """
         if self.stop_event.is_set():
             return
-        try:
-            report = await self.app.pipeline.check_calendar(catch_up=catch_up)
-        except NotifierError as exc:
-            log.error("calendar check failed: %s", exc)
+        if self._calendar_lock.locked():
+            self._calendar_again = True
             return
-        for event in report.events:
-            self.metrics.observe_event(event.type)
-            log.info("event %s %s", event.type, event.data.get("rule", {}).get("id", event.id))
-        if report.events:
-            self._wake.set()
+        async with self._calendar_lock:
+            self._calendar_again = True
+            while self._calendar_again and not self.stop_event.is_set():
+                self._calendar_again = False
+                try:
+                    report = await self.app.pipeline.check_calendar(catch_up=catch_up)
+                except NotifierError as exc:
+                    log.error("calendar check failed: %s", exc)
+                    return
+                for event in report.events:
+                    self.metrics.observe_event(event.type)
+                    log.info(
+                        "event %s %s", event.type, event.data.get("rule", {}).get("id", event.id)
+                    )
+                if report.events:
+                    self._wake.set()
 
     # --- the delivery worker -----------------------------------------------------------
 

@@ -36,7 +36,7 @@ from notifier.model import (
 )
 from notifier.render import Renderer
 from notifier.routing import next_attempt
-from notifier.store import Store
+from notifier.store import AttemptRecord, Store
 from notifier.unsubscribe import unsubscribe_secret, unsubscribe_token
 
 log = logging.getLogger("notifier.outbox")
@@ -191,8 +191,8 @@ class Outbox:
         hook = WebhookMessage(webhook_id=delivery.id, url=delivery.target, body=body, secret=secret)
         return await self.channels.webhook.send(hook)
 
-    async def _finish(self, delivery: Delivery, result: SendResult, report: DrainReport) -> None:
-        now = self.clock()
+    def _outcome(self, delivery: Delivery, result: SendResult, now: datetime) -> AttemptRecord:
+        """The delivery's state after this attempt: sent, failed, queued again, or dead."""
         attempts = delivery.attempts + 1
         next_at = None
         if result.outcome == "sent":
@@ -207,59 +207,67 @@ class Outbox:
                 retry_after_s=result.retry_after_s,
             )
             status = "queued" if next_at is not None else "dead"
-        await self.store.record_attempt(
-            delivery.id,
-            now=now,
+        return AttemptRecord(
+            delivery_id=delivery.id,
+            at=now,
             outcome=result.outcome,
             status=status,
             attempts=attempts,
             next_at=next_at,
             detail=result.detail or None,
         )
-        if result.outcome == "failed" and result.detail.startswith("gone:"):
-            await self.store.mark_gone(
-                delivery.subscriber_id, delivery.target, config_hash="", now=now
-            )
-        if status != "sent":
-            log.warning(
-                "delivery %s to %s (%s) %s after attempt %d: %s",
-                delivery.id,
-                delivery.subscriber_id,
-                delivery.channel,
-                {"queued": "will retry", "failed": "failed", "dead": "is dead"}[status],
-                attempts,
-                result.detail,
-            )
-        report.add(delivery.id, status, result.detail)
-        if self.on_result is not None:
-            latency = (now - delivery.created_at).total_seconds()
-            self.on_result(delivery, status, latency)
 
-    async def _deliver(self, delivery: Delivery, event: Event | None, report: DrainReport) -> None:
+    async def _record(
+        self, finished: Sequence[tuple[Delivery, SendResult]], report: DrainReport
+    ) -> None:
+        """Record a batch of finished attempts in one transaction, then report them."""
+        now = self.clock()
+        records = [self._outcome(d, r, now) for d, r in finished]
         try:
-            if event is None:
-                result = SendResult("failed", "event missing from the store")
-            else:
-                result = await self.attempt(delivery, event)
-        except Exception as exc:  # a bug or a template error must not stop the others
-            log.exception("delivery %s raised", delivery.id)
-            result = SendResult("retry", f"internal error: {type(exc).__name__}: {exc}"[:500])
-        await self._record(delivery, result, report)
-
-    async def _record(self, delivery: Delivery, result: SendResult, report: DrainReport) -> None:
-        try:
-            await self._finish(delivery, result, report)
+            await self.store.record_attempts(records)
         except NotifierError as exc:
-            # The attempt happened but could not be recorded (disk full, database gone):
-            # the delivery stays claimed and is attempted again once its claim expires,
-            # with the same id, so a receiver can tell the repeat.
+            # The attempts happened but could not be recorded (disk full, database
+            # gone): the deliveries stay claimed and are attempted again once their
+            # claims expire, with the same ids, so a receiver can tell the repeats.
             log.error(
-                "delivery %s (%s) could not be recorded: %s; it will be retried",
-                delivery.id,
-                result.outcome,
+                "%d delivery results could not be recorded: %s; they will be retried",
+                len(records),
                 exc,
             )
-            report.add(delivery.id, "queued", f"not recorded: {exc}")
+            for delivery, _ in finished:
+                report.add(delivery.id, "queued", f"not recorded: {exc}")
+            return
+        for (delivery, result), record in zip(finished, records, strict=True):
+            if result.outcome == "failed" and result.detail.startswith("gone:"):
+                try:
+                    await self.store.mark_gone(
+                        delivery.subscriber_id, delivery.target, config_hash="", now=now
+                    )
+                except NotifierError as exc:
+                    log.error("could not mark %s gone: %s", delivery.target, exc)
+            if record.status != "sent":
+                log.warning(
+                    "delivery %s to %s (%s) %s after attempt %d: %s",
+                    delivery.id,
+                    delivery.subscriber_id,
+                    delivery.channel,
+                    {"queued": "will retry", "failed": "failed", "dead": "is dead"}[record.status],
+                    record.attempts,
+                    result.detail,
+                )
+            report.add(delivery.id, record.status, result.detail)
+            if self.on_result is not None:
+                latency = (now - delivery.created_at).total_seconds()
+                self.on_result(delivery, record.status, latency)
+
+    async def _attempt_safely(self, delivery: Delivery, event: Event | None) -> SendResult:
+        try:
+            if event is None:
+                return SendResult("failed", "event missing from the store")
+            return await self.attempt(delivery, event)
+        except Exception as exc:  # a bug or a template error must not stop the others
+            log.exception("delivery %s raised", delivery.id)
+            return SendResult("retry", f"internal error: {type(exc).__name__}: {exc}"[:500])
 
     # --- draining ----------------------------------------------------------------------
 
@@ -267,11 +275,12 @@ class Outbox:
         """Send everything due now; return when nothing due is left or ``stop`` is set.
 
         Keeps up to ``[delivery] concurrency`` attempts in flight, claiming more as slots
-        free up, so a slow endpoint delays only its own deliveries.
+        free up, so a slow endpoint delays only its own deliveries. Attempts that finish
+        together are recorded together, in one transaction.
         """
         report = DrainReport()
         limit = self.config.model.delivery.concurrency
-        in_flight: set[asyncio.Task[None]] = set()
+        in_flight: dict[asyncio.Task[SendResult], Delivery] = {}
         while True:
             free = limit - len(in_flight)
             if free > 0 and not (stop and stop.is_set()):
@@ -280,11 +289,14 @@ class Outbox:
                 )
                 events = await self.store.events_by_id(d.event_id for d in batch)
                 for delivery in batch:
-                    task = self._deliver(delivery, events.get(delivery.event_id), report)
-                    in_flight.add(asyncio.create_task(task))
+                    task = asyncio.create_task(
+                        self._attempt_safely(delivery, events.get(delivery.event_id))
+                    )
+                    in_flight[task] = delivery
             if not in_flight:
                 break
-            _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            await self._record([(in_flight.pop(task), task.result()) for task in done], report)
         await self.drain_digests(report)
         return report
 
@@ -301,8 +313,7 @@ class Outbox:
             groups[(delivery.subscriber_id, delivery.target, delivery.digest_at)].append(delivery)
         for (subscriber_id, target, _), members in groups.items():
             result = await self._send_digest(subscriber_id, target, members, events)
-            for delivery in members:
-                await self._record(delivery, result, report)
+            await self._record([(delivery, result) for delivery in members], report)
 
     async def _send_digest(
         self,

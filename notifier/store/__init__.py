@@ -26,7 +26,7 @@ from notifier.errors import StoreError
 from notifier.model import Delivery, Entry, Event, Rule
 from notifier.store import schema as t
 
-__all__ = ["FeedState", "Store"]
+__all__ = ["AttemptRecord", "FeedState", "Store"]
 
 SCHEMA_VERSION = "1"
 DIGEST_LOCK = 0x7461726966  # pg advisory lock key for digest claims ("tarif")
@@ -45,6 +45,19 @@ class FeedState:
     last_error: str | None
     failures: int
     polled_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One finished attempt and the delivery's state after it."""
+
+    delivery_id: str
+    at: datetime
+    outcome: str
+    status: str
+    attempts: int
+    next_at: datetime | None
+    detail: str | None
 
 
 def async_url(url: str) -> str:
@@ -457,41 +470,54 @@ class Store:
             )
             return due
 
-    async def record_attempt(
-        self,
-        delivery_id: str,
-        *,
-        now: datetime,
-        outcome: str,
-        status: str,
-        attempts: int,
-        next_at: datetime | None,
-        detail: str | None,
-    ) -> None:
-        """Log one attempt and move the delivery to its new status, releasing the claim."""
+    async def record_attempts(self, records: Sequence[AttemptRecord]) -> None:
+        """Log attempts and move their deliveries to their new status, releasing the
+        claims, all in one transaction (a batch of finished attempts costs one commit)."""
+        if not records:
+            return
+        c = t.deliveries.c
+        update = (
+            t.deliveries.update()
+            .where(c.id == sa.bindparam("b_id"))
+            .values(
+                status=sa.bindparam("b_status"),
+                attempts=sa.bindparam("b_attempts"),
+                next_at=sa.bindparam("b_next_at"),
+                updated_at=sa.bindparam("b_now"),
+                last_error=sa.bindparam("b_error"),
+                sent_at=sa.bindparam("b_sent_at"),
+                claimed_until=None,
+                claimed_by=None,
+            )
+        )
         async with self.transaction() as conn:
-            values: dict[str, Any] = {
-                "status": status,
-                "attempts": attempts,
-                "next_at": next_at,
-                "updated_at": now,
-                "last_error": detail if outcome != "sent" else None,
-                "claimed_until": None,
-                "claimed_by": None,
-            }
-            if outcome == "sent":
-                values["sent_at"] = now
             await conn.execute(
-                t.deliveries.update().where(t.deliveries.c.id == delivery_id).values(**values)
+                update,
+                [
+                    {
+                        "b_id": r.delivery_id,
+                        "b_status": r.status,
+                        "b_attempts": r.attempts,
+                        "b_next_at": r.next_at,
+                        "b_now": r.at,
+                        "b_error": r.detail if r.outcome != "sent" else None,
+                        "b_sent_at": r.at if r.outcome == "sent" else None,
+                    }
+                    for r in records
+                ],
             )
             await conn.execute(
-                t.delivery_attempts.insert().values(
-                    delivery_id=delivery_id,
-                    attempt=attempts,
-                    at=now,
-                    outcome=outcome,
-                    detail=detail,
-                )
+                t.delivery_attempts.insert(),
+                [
+                    {
+                        "delivery_id": r.delivery_id,
+                        "attempt": r.attempts,
+                        "at": r.at,
+                        "outcome": r.outcome,
+                        "detail": r.detail,
+                    }
+                    for r in records
+                ],
             )
 
     async def release_claims(self, worker: str) -> None:

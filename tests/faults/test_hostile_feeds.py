@@ -18,6 +18,7 @@ from tests.faults import (
     children_of,
     daemon_pid,
     delivery_section,
+    email_subscriber,
     feed_section,
     notifier_section,
     peak_rss_mb,
@@ -92,7 +93,6 @@ async def test_hostile_feeds_fail_alone_within_the_memory_bound(
         + hostile_feeds
         + webhook_subscriber("erp", hooks.url("/erp"), secret)
     )
-    started = time.monotonic()
     daemon = await Daemon(config).start()
     daemons.append(daemon)
     await wait_for(
@@ -102,6 +102,8 @@ async def test_hostile_feeds_fail_alone_within_the_memory_bound(
     )
     feeds.raw["bomb"] = billion_laughs()
     feeds.raw["xxe"] = external_entity()
+    started = time.monotonic()
+    good_polls_before = feeds.requests["good"]
 
     # The good feed is served while the others fail: a new entry arrives promptly.
     feeds.feeds["good"].append(FeedItem("g1", "Tariff on steel raised to 50%"))
@@ -130,7 +132,7 @@ async def test_hostile_feeds_fail_alone_within_the_memory_bound(
     )
     status = await healthz(health)
     elapsed_s = time.monotonic() - started
-    good_polls = feeds.requests["good"]
+    good_polls = feeds.requests["good"] - good_polls_before
     pid = daemon_pid(daemon)
     peak_mb = peak_rss_mb(pid)
     workers_mb = {child: peak_rss_mb(child) for child in children_of(pid)}
@@ -219,3 +221,26 @@ async def test_a_feed_slow_to_parse_does_not_starve_the_good_feeds(
     finally:
         await daemon.stop()
     assert "feed good failed" not in daemon.log()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="notifier/daemon.py Daemon.run: a poll job still running at SIGTERM is cancelled "
+    "when asyncio.run tears down, and APScheduler logs it as an ERROR with a CancelledError "
+    "traceback; see the fault-suite report",
+)
+async def test_sigterm_while_a_feed_trickles_exits_in_time_and_quietly(
+    write_config: WriteConfig, hostile: HostileFeeds, daemons: list[Daemon]
+) -> None:
+    config = write_config(
+        notifier_section()
+        + feed_section("trickle", hostile.url("trickle"), every="1m", timeout="30s")
+        + email_subscriber("desk", "desk@example.com")
+    )
+    daemon = await Daemon(config).start()
+    daemons.append(daemon)
+    await wait_for(lambda: hostile.requests["trickle"] >= 1, timeout_s=20, what="the poll")
+    code, took_s = await daemon.stop()
+    assert code == 0 and took_s < 10
+    log = daemon.log()
+    assert "Traceback" not in log and " ERROR " not in log, log[-2000:]

@@ -75,14 +75,15 @@ async def test_effective_alert_on_time_then_missed_one_is_late_after_restart(
     state_url: str,
 ) -> None:
     now = datetime.now(UTC)
-    first_at, second_at = now + timedelta(seconds=5), now + timedelta(seconds=9)
+    # Margins for a slow start on a loaded machine: both must be after the baseline.
+    first_at, second_at = now + timedelta(seconds=12), now + timedelta(seconds=16)
     path = write_config(
         daemon_config(hooks, secret, state=state_url),
         calendar=rule("first", first_at) + rule("second", second_at),
     )
     daemon = await Daemon(path).start()
     daemons.append(daemon)
-    [call] = await hooks.wait_for_count(1, path="/erp", timeout_s=15)
+    [call] = await hooks.wait_for_count(1, path="/erp", timeout_s=25)
     assert call.verified
     assert call.json["type"] == "tariff.rule.effective"
     assert call.json["data"]["rule"]["id"] == "first"

@@ -126,6 +126,7 @@ async def test_deliveries_list_json_and_retry_of_dead(
     assert dead["id"] in capsys.readouterr().out
     assert await cli(["deliveries", "retry", dead["id"], "-c", str(setup)]) == 0
     assert "re-queued" in capsys.readouterr().out
+    clock.now = datetime.now(UTC)
     await once(setup, clock)
     calls = hooks.calls_to("/erp")
     assert len(calls) == 3 and len({c.headers["webhook-id"] for c in calls}) == 1

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from notifier.model import Delivery, Event
-from notifier.store import Store
+from notifier.store import AttemptRecord, Store
 from notifier.store import schema as t
 
 NOW = datetime(2025, 5, 3, 4, 1, tzinfo=UTC)
@@ -102,8 +102,18 @@ async def test_attempts_retry_and_requeue_of_dead(store: Store) -> None:
     [d] = deliveries(ev, 1)
     async with store.transaction() as tx:
         await store.emit(tx, ev, [d], now=NOW)
-    await store.record_attempt(
-        d.id, now=NOW, outcome="retry", status="dead", attempts=8, next_at=None, detail="HTTP 500"
+    await store.record_attempts(
+        [
+            AttemptRecord(
+                delivery_id=d.id,
+                at=NOW,
+                outcome="retry",
+                status="dead",
+                attempts=8,
+                next_at=None,
+                detail="HTTP 500",
+            )
+        ]
     )
     [(dead, event_type)] = await store.list_deliveries(status="dead")
     assert dead.id == d.id and dead.last_error == "HTTP 500" and event_type == ev.type
