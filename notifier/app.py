@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from notifier.config import Config
-from notifier.errors import StoreError
+from notifier.errors import NotifierError, StoreError
 from notifier.outbox import Channels, DrainReport, Outbox, build_channels, worker_name
 from notifier.parsing import ParsePool
 from notifier.pipeline import PassReport, Pipeline, utc_now
@@ -180,8 +180,13 @@ class App:
         gate = asyncio.Semaphore(POLL_CONCURRENCY)
 
         async def one(feed_index: int) -> PassReport:
+            feed = self.config.feeds[feed_index]
             async with gate:
-                return await self.pipeline.poll_feed(self.config.feeds[feed_index])
+                try:
+                    return await self.pipeline.poll_feed(feed)
+                except NotifierError as exc:  # the store failed for this feed: report it
+                    log.error("feed %s: %s", feed.id, exc)
+                    return PassReport(feeds_polled=1, feed_errors={feed.id: str(exc)})
 
         for result in await asyncio.gather(*(one(i) for i in range(len(self.config.feeds)))):
             report.merge(result)

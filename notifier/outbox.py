@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import socket
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -117,10 +117,12 @@ class Outbox:
         self.clock = clock
         self.worker = worker or worker_name()
         self._unsubscribe_secret: str | None = None
+        self._subscribers = {s.id: s for s in config.subscribers}
         self.on_result: Callable[[Delivery, str, float], None] | None = None
 
     def reconfigure(self, config: Config, renderer: Renderer) -> None:
         self.config, self.renderer = config, renderer
+        self._subscribers = {s.id: s for s in config.subscribers}
 
     @property
     def lease(self) -> timedelta:
@@ -137,7 +139,7 @@ class Outbox:
         return delivery.timeout * (waits + 1) + timedelta(seconds=5)
 
     def _subscriber(self, subscriber_id: str) -> SubscriberSection | None:
-        return next((s for s in self.config.subscribers if s.id == subscriber_id), None)
+        return self._subscribers.get(subscriber_id)
 
     async def _unsubscribe_url(self, sub: SubscriberSection, target: str) -> str | None:
         base = self.config.model.notifier.public_url
@@ -281,22 +283,34 @@ class Outbox:
         report = DrainReport()
         limit = self.config.model.delivery.concurrency
         in_flight: dict[asyncio.Task[SendResult], Delivery] = {}
+        # Claimed ahead (at most `limit`), so a claim transaction serves many attempts.
+        ready: deque[Delivery] = deque()
+        events: dict[str, Event] = {}
+        exhausted = False
         while True:
-            free = limit - len(in_flight)
-            if free > 0 and not (stop and stop.is_set()):
+            stopping = stop is not None and stop.is_set()
+            if not stopping and not exhausted and len(ready) < limit // 2 + 1:
+                want = limit - len(ready)
                 batch = await self.store.claim_due(
-                    now=self.clock(), limit=free, worker=self.worker, lease=self.lease
+                    now=self.clock(), limit=want, worker=self.worker, lease=self.lease
                 )
-                events = await self.store.events_by_id(d.event_id for d in batch)
-                for delivery in batch:
-                    task = asyncio.create_task(
-                        self._attempt_safely(delivery, events.get(delivery.event_id))
-                    )
-                    in_flight[task] = delivery
+                exhausted = len(batch) < want
+                missing = {d.event_id for d in batch} - events.keys()
+                if missing:
+                    events.update(await self.store.events_by_id(missing))
+                ready.extend(batch)
+            while ready and len(in_flight) < limit and not stopping:
+                delivery = ready.popleft()
+                task = asyncio.create_task(
+                    self._attempt_safely(delivery, events.get(delivery.event_id))
+                )
+                in_flight[task] = delivery
             if not in_flight:
                 break
             done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             await self._record([(in_flight.pop(task), task.result()) for task in done], report)
+        # Stopped with claims not started: they return to the queue at the release of
+        # this worker's claims on shutdown, or when their lease runs out.
         await self.drain_digests(report)
         return report
 

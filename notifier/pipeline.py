@@ -136,8 +136,7 @@ class Pipeline:
     async def poll_feed(self, feed: FeedSection) -> PassReport:
         """Poll one feed; never raises for the feed's own faults (they are recorded)."""
         report = PassReport(feeds_polled=1)
-        states = await self.store.feed_states()
-        state = states.get(feed.id)
+        state = await self.store.feed_state(feed.id)
         try:
             fetched = await fetch_feed(
                 self.session,

@@ -7,6 +7,8 @@ deliveries commit together (transactional outbox) or not at all.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -111,6 +113,7 @@ class Store:
         self.engine = engine
         self.url = url
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = asyncio.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -157,9 +160,14 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction (``BEGIN IMMEDIATE`` on SQLite: one writer, no upgrade races)."""
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite: one writer, no upgrade races).
+
+        SQLite has one writer: in this process, writers queue on an asyncio lock instead
+        of on SQLite's busy timeout, which a burst of concurrent polls would outlast.
+        """
+        lock = self._write_lock if self.is_sqlite else contextlib.nullcontext()
         try:
-            async with self.engine.connect() as conn:
+            async with lock, self.engine.connect() as conn:
                 await conn.execution_options(notifier_write=True)
                 async with conn.begin():
                     yield conn
@@ -191,6 +199,13 @@ class Store:
             await conn.execute(t.meta.update().where(t.meta.c.key == key).values(value=value))
 
     # --- feeds -------------------------------------------------------------------------
+
+    async def feed_state(self, feed_id: str) -> FeedState | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(t.feed_state).where(t.feed_state.c.feed_id == feed_id))
+            ).first()
+        return FeedState(**row._mapping) if row is not None else None
 
     async def feed_states(self) -> dict[str, FeedState]:
         async with self.engine.connect() as conn:
@@ -244,33 +259,35 @@ class Store:
     async def remember_entries(
         self, conn: AsyncConnection, feed_id: str, entries: Iterable[Entry], *, now: datetime
     ) -> None:
-        """Upsert the content hash of each entry (new or changed)."""
-        for entry in entries:
-            done = await conn.execute(
-                t.seen_entries.update()
-                .where(
-                    (t.seen_entries.c.feed_id == feed_id)
-                    & (t.seen_entries.c.entry_key == entry.key)
-                )
-                .values(
-                    content_hash=entry.content_hash,
-                    title=entry.title,
-                    summary=entry.summary,
-                    last_seen_at=now,
-                )
-            )
-            if done.rowcount == 0:
-                await conn.execute(
-                    t.seen_entries.insert().values(
-                        feed_id=feed_id,
-                        entry_key=entry.key,
-                        content_hash=entry.content_hash,
-                        title=entry.title,
-                        summary=entry.summary,
-                        first_seen_at=now,
-                        last_seen_at=now,
-                    )
-                )
+        """Upsert the content hash (and title/summary) of each new or changed entry."""
+        rows = [
+            {
+                "feed_id": feed_id,
+                "entry_key": entry.key,
+                "content_hash": entry.content_hash,
+                "title": entry.title,
+                "summary": entry.summary,
+                "first_seen_at": now,
+                "last_seen_at": now,
+            }
+            for entry in {e.key: e for e in entries}.values()
+        ]
+        if not rows:
+            return
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = sqlite if self.is_sqlite else postgresql
+        insert = dialect.insert(t.seen_entries)
+        upsert = insert.on_conflict_do_update(
+            index_elements=["feed_id", "entry_key"],
+            set_={
+                "content_hash": insert.excluded.content_hash,
+                "title": insert.excluded.title,
+                "summary": insert.excluded.summary,
+                "last_seen_at": insert.excluded.last_seen_at,
+            },
+        )
+        await conn.execute(upsert, rows)
 
     async def take_feed_lease(
         self, feed_id: str, *, holder: str, now: datetime, duration: timedelta
