@@ -6,11 +6,10 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from notifier.app import App, build_renderer, build_tagger, sqlite_exists
-from notifier.calendar import all_transitions
 from notifier.config import Config
 from notifier.errors import ConfigError
 from notifier.logs import register_secrets
@@ -272,13 +271,3 @@ def run(config: Config, args: argparse.Namespace) -> int:
     from notifier.daemon import run_daemon
 
     return run_daemon(config, args)
-
-
-def window(args: argparse.Namespace, *, now: datetime) -> tuple[datetime, datetime]:
-    start = datetime.fromisoformat(args.start).replace(tzinfo=UTC) if args.start else now
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
-    return start, start + timedelta(days=args.days)
-
-
-__all__ = ["all_transitions", "calendar", "check", "deliveries", "migrate", "once", "run"]
