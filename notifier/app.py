@@ -165,6 +165,7 @@ class App:
         tb: TracebackType | None,
     ) -> None:
         try:
+            await self.pipeline.flush()
             await self.channels.close()
             await self.session.close()
         finally:
@@ -190,6 +191,7 @@ class App:
 
         for result in await asyncio.gather(*(one(i) for i in range(len(self.config.feeds)))):
             report.merge(result)
+        await self.pipeline.flush()
         return report
 
     async def run_once(self) -> OnceReport:

@@ -82,6 +82,7 @@ class Daemon:
         self._poll_gate = asyncio.Semaphore(32)
         self._failing: dict[str, int] = {}
         self._calendar_lock = asyncio.Lock()
+        self._polls: set[asyncio.Task[Any]] = set()
         self._calendar_again = False
         self.started_at = clock()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
@@ -155,21 +156,33 @@ class Daemon:
         feed = next((f for f in self.config.feeds if f.id == feed_id), None)
         if feed is None or self.stop_event.is_set():
             return
-        async with self._poll_gate:
-            try:
-                # Several instances on one database: whoever takes the lease polls this
-                # interval; the others skip (and take over if the holder dies).
-                if not await self.app.store.take_feed_lease(
-                    feed.id,
-                    holder=self.app.worker,
-                    now=self.clock(),
-                    duration=lease_for(feed.every),
-                ):
-                    return
-                report = await self.app.pipeline.poll_feed(feed)
-            except NotifierError as exc:  # the store failed: log, keep the daemon up
-                log.error("poll of %s could not be recorded: %s", feed_id, exc)
-                return
+        task = asyncio.current_task()
+        if task is not None:
+            self._polls.add(task)
+        try:
+            async with self._poll_gate:
+                try:
+                    # Several instances on one database: whoever takes the lease polls
+                    # this interval; the others skip (and take over if the holder dies).
+                    if not await self.app.store.take_feed_lease(
+                        feed.id,
+                        holder=self.app.worker,
+                        now=self.clock(),
+                        duration=lease_for(feed.every),
+                    ):
+                        return
+                    report = await self.app.pipeline.poll_feed(feed)
+                except NotifierError as exc:
+                    # The store failed (disk full, database down): a failed poll like
+                    # any other, so it backs off and is logged once, not every interval.
+                    report = PassReport(
+                        feeds_polled=1, feed_errors={feed.id: f"not recorded: {exc}"}
+                    )
+        except asyncio.CancelledError:
+            return  # shutdown: a poll cut short loses nothing (its transaction never ran)
+        finally:
+            if task is not None:
+                self._polls.discard(task)
         self._after_poll(feed, report)
         if report.events:
             self._wake.set()
@@ -183,6 +196,8 @@ class Daemon:
         failures = self._failing.get(feed.id, 0) + 1 if error else 0
         was_failing = feed.id in self._failing
         if error:
+            if not was_failing and error.startswith("not recorded"):
+                log.error("poll of %s could not be recorded: %s", feed.id, error)
             self._failing[feed.id] = failures
             job = self.scheduler.get_job(f"feed:{feed.id}")
             if job is not None:
@@ -368,6 +383,10 @@ class Daemon:
                     await asyncio.wait_for(worker, timeout=SHUTDOWN_GRACE_S)
                 except TimeoutError:
                     log.warning("in-flight deliveries did not finish in time; left queued")
+                # Polls still running are cut short before the store closes.
+                for poll in list(self._polls):
+                    poll.cancel()
+                await asyncio.gather(*self._polls, return_exceptions=True)
                 await app.store.release_claims(app.outbox.worker)
             finally:
                 for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):

@@ -56,5 +56,8 @@ def configure_logging(*, level: str = "info", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Third-party chatter stays at warning unless debugging.
-    for noisy in ("aiosqlite", "apscheduler", "asyncio", "aiosmtplib", "alembic"):
+    for noisy in ("aiosqlite", "asyncio", "aiosmtplib", "alembic"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+    # APScheduler warns whenever a poll outlasts its interval ("maximum number of running
+    # instances reached"): expected under backoff, and our own logs say what matters.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if level == "debug" else logging.ERROR)

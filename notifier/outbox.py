@@ -231,9 +231,13 @@ class Outbox:
             # The attempts happened but could not be recorded (disk full, database
             # gone): the deliveries stay claimed and are attempted again once their
             # claims expire, with the same ids, so a receiver can tell the repeats.
+            ids = ", ".join(r.delivery_id for r in records[:20])
+            more = f" and {len(records) - 20} more" if len(records) > 20 else ""
             log.error(
-                "%d delivery results could not be recorded: %s; they will be retried",
-                len(records),
+                "delivery results could not be recorded (%s%s): %s; these will be attempted "
+                "again, with the same ids",
+                ids,
+                more,
                 exc,
             )
             for delivery, _ in finished:

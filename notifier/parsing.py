@@ -16,6 +16,7 @@ import ctypes
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -31,11 +32,21 @@ T = TypeVar("T")
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """Pool worker initializer: exit when the daemon (or the forkserver) is killed.
+# A parse worker's address space: a hostile feed that makes feedparser balloon fails its
+# poll with MemoryError instead of taking the machine's memory (a 9 MB feed of nested
+# tags reached 789 MB in 90 s; see docs/reliability.md).
+WORKER_MEMORY_LIMIT_BYTES = 1024 * 2**20
 
-    Without it a SIGKILLed daemon leaves its parse workers running as orphans.
+
+def _die_with_parent() -> None:
+    """Pool worker initializer: exit when the daemon is killed, and cap memory.
+
+    Without the first, a SIGKILLed daemon leaves its parse workers running as orphans.
     """
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(
+            resource.RLIMIT_AS, (WORKER_MEMORY_LIMIT_BYTES, WORKER_MEMORY_LIMIT_BYTES)
+        )
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -94,6 +105,12 @@ class ParsePool:
             self._kill(worker)
             worker = None
             raise FetchError("the parse worker died (replaced)") from None
+        except MemoryError:
+            assert worker is not None
+            self._kill(worker)
+            worker = None
+            limit_mb = WORKER_MEMORY_LIMIT_BYTES // 2**20
+            raise FetchError(f"parsing needed more than {limit_mb} MB") from None
         except BaseException:
             # Cancelled (shutdown) mid-parse: the worker may still be busy; drop it.
             if worker is not None:

@@ -20,18 +20,22 @@ import aiohttp
 
 from notifier.calendar import diff_calendar, due_transitions, transition_event
 from notifier.config import Config, FeedSection
-from notifier.errors import FetchError
+from notifier.errors import FetchError, NotifierError
 from notifier.feeds import FetchResult, diff_entries, fetch_feed, parse_feed
 from notifier.matching import SubscriberIndex
 from notifier.model import Entry, Event, stable_id
 from notifier.parsing import ParsePool
 from notifier.routing import plan_deliveries
-from notifier.store import Store
+from notifier.store import Store, UnchangedPoll
 from notifier.tagging import Tagger
 
 log = logging.getLogger("notifier.pipeline")
 
 Clock = Callable[[], datetime]
+
+# Unchanged polls are recorded in batches of this size, or after this long.
+UNCHANGED_BATCH = 200
+UNCHANGED_FLUSH_S = 0.25
 
 # A feed whose parse takes longer than this is a failed poll (feedparser's lenient
 # parser has slow paths on hostile input; the pool worker finishes on its own).
@@ -116,6 +120,9 @@ class Pipeline:
         self.dry_run = dry_run
         self.worker = worker
         self.index = SubscriberIndex(config.subscribers)
+        self._unchanged: dict[str, UnchangedPoll] = {}
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
@@ -158,19 +165,21 @@ class Pipeline:
         now = self.clock()
         if unchanged:
             report.feeds_unchanged = 1
-            if not self.dry_run:
+            if self.dry_run:
+                return report
+            values = {
+                "etag": fetched.etag or (state.etag if state else None),
+                "last_modified": fetched.last_modified or (state.last_modified if state else None),
+                "body_hash": state.body_hash
+                if state and fetched.status == 304
+                else fetched.body_hash,
+            }
+            if state is not None:
+                await self._note_unchanged(feed.id, now=now, **values)
+            else:  # a 304 to a request without validators: no row to update yet
                 async with self.store.transaction() as tx:
                     await self.store.record_poll(
-                        tx,
-                        feed.id,
-                        now=now,
-                        error=None,
-                        etag=fetched.etag or (state.etag if state else None),
-                        last_modified=fetched.last_modified
-                        or (state.last_modified if state else None),
-                        body_hash=state.body_hash
-                        if state and fetched.status == 304
-                        else fetched.body_hash,
+                        tx, feed.id, now=now, error=None, polled_by=self.worker, **values
                     )
             return report
         seen = await self.store.seen_entries(feed.id)
@@ -199,6 +208,47 @@ class Pipeline:
             write=lambda tx: self._save_feed(tx, feed, fetched, to_remember, now=now),
         )
         return report
+
+    async def _note_unchanged(
+        self,
+        feed_id: str,
+        *,
+        now: datetime,
+        etag: str | None,
+        last_modified: str | None,
+        body_hash: str | None,
+    ) -> None:
+        """Unchanged polls are the common case (1,000 feeds answering 304): their
+        bookkeeping is written in batches, one transaction per batch, not one per feed.
+        Nothing is lost on a crash but a few "last polled" times."""
+        self._unchanged[feed_id] = UnchangedPoll(
+            feed_id=feed_id,
+            at=now,
+            etag=etag,
+            last_modified=last_modified,
+            body_hash=body_hash,
+            polled_by=self.worker,
+        )
+        if len(self._unchanged) >= UNCHANGED_BATCH:
+            await self.flush()
+        elif self._flush_handle is None:
+            loop = asyncio.get_running_loop()
+            self._flush_handle = loop.call_later(
+                UNCHANGED_FLUSH_S, lambda: self._flushes.add(loop.create_task(self.flush()))
+            )
+
+    async def flush(self) -> None:
+        """Write the batched unchanged-poll records now."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._flushes = {task for task in self._flushes if not task.done()}
+        pending, self._unchanged = list(self._unchanged.values()), {}
+        if pending:
+            try:
+                await self.store.record_unchanged_polls(pending)
+            except NotifierError as exc:
+                log.error("could not record %d unchanged polls: %s", len(pending), exc)
 
     async def _save_feed(
         self, tx: Any, feed: FeedSection, fetched: Any, entries: list[Entry], *, now: datetime

@@ -106,7 +106,9 @@ async def state_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
         return
     admin = _pg_admin_url()
     if admin is None:
-        pytest.skip(f"PostgreSQL tests need {PG_URL_ENV} (e.g. postgresql://postgres@127.0.0.1/test)")
+        pytest.skip(
+            f"PostgreSQL tests need {PG_URL_ENV} (e.g. postgresql://postgres@127.0.0.1/test)"
+        )
     async with pg_database(admin) as url:
         yield url
 

@@ -3,8 +3,11 @@
 How answers map to results (the contract's "Webhook deliveries"):
 
 - 2xx: ``sent``.
-- 3xx: ``failed``; redirects are not followed (a signed payload must not be replayed to
-  wherever a Location points).
+- 3xx: ``retry``; redirects are never followed (a signed payload must not be replayed
+  to wherever a Location points), but a redirect is often a passing misconfiguration
+  (a moved endpoint, a maintenance page), so it is retried on the backoff schedule and
+  ends ``dead`` like any failure that persists (issue 6; the contract: "a 3xx is a
+  failure").
 - 410 Gone: ``failed`` with a detail starting ``gone:``; the outbox stops delivering to
   that endpoint.
 - 5xx, 408, 429: ``retry``, with ``retry_after_s`` from ``Retry-After`` (capped at a day).
@@ -79,7 +82,7 @@ def classify_status(
     if status == 410:
         return SendResult("failed", clip_detail(f"gone: {said}"))
     if 300 <= status <= 399:
-        return SendResult("failed", clip_detail(f"redirect not followed: {said}"))
+        return SendResult("retry", clip_detail(f"redirect not followed: {said}"))
     if status in _RETRY_STATUSES or 500 <= status <= 599:
         return SendResult("retry", clip_detail(said), retry_after_s=retry_after_s)
     return SendResult("failed", clip_detail(said))

@@ -28,7 +28,7 @@ from notifier.errors import StoreError
 from notifier.model import Delivery, Entry, Event, Rule
 from notifier.store import schema as t
 
-__all__ = ["AttemptRecord", "FeedState", "Store"]
+__all__ = ["AttemptRecord", "FeedState", "Store", "UnchangedPoll"]
 
 SCHEMA_VERSION = "1"
 DIGEST_LOCK = 0x7461726966  # pg advisory lock key for digest claims ("tarif")
@@ -60,6 +60,18 @@ class AttemptRecord:
     attempts: int
     next_at: datetime | None
     detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnchangedPoll:
+    """A successful poll that found nothing new (304, or the same body)."""
+
+    feed_id: str
+    at: datetime
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    polled_by: str | None
 
 
 def async_url(url: str) -> str:
@@ -255,6 +267,39 @@ class Store:
                 t.feed_state.update().where(t.feed_state.c.feed_id == feed_id).values(**values)
             )
         return int(values.get("failures", 0))
+
+    async def record_unchanged_polls(self, polls: Sequence[UnchangedPoll]) -> None:
+        """Record many unchanged polls of known feeds in one transaction."""
+        c = t.feed_state.c
+        update = (
+            t.feed_state.update()
+            .where(c.feed_id == sa.bindparam("b_feed"))
+            .values(
+                last_poll_at=sa.bindparam("b_at"),
+                last_ok_at=sa.bindparam("b_at"),
+                last_error=None,
+                failures=0,
+                etag=sa.bindparam("b_etag"),
+                last_modified=sa.bindparam("b_lm"),
+                body_hash=sa.bindparam("b_hash"),
+                polled_by=sa.bindparam("b_by"),
+            )
+        )
+        async with self.transaction() as conn:
+            await conn.execute(
+                update,
+                [
+                    {
+                        "b_feed": p.feed_id,
+                        "b_at": p.at,
+                        "b_etag": p.etag,
+                        "b_lm": p.last_modified,
+                        "b_hash": p.body_hash,
+                        "b_by": p.polled_by,
+                    }
+                    for p in polls
+                ],
+            )
 
     async def remember_entries(
         self, conn: AsyncConnection, feed_id: str, entries: Iterable[Entry], *, now: datetime

@@ -111,7 +111,7 @@ async def test_hostile_feeds_fail_alone_within_the_memory_bound(
     # Every hostile feed was tried and given up on, the trickle after its deadline.
     await wait_for(
         lambda: (
-            hostile.disconnects["trickle"] >= 1
+            hostile.disconnects["trickle"] >= 2  # given up on twice
             and all(hostile.requests[route.split("/")[0]] >= 1 for route, _ in FAILING.values())
         ),
         timeout_s=20,
@@ -214,7 +214,7 @@ async def test_a_feed_slow_to_parse_does_not_starve_the_good_feeds(
         timeout_s=20,
         what="the slow feeds to time out",
     )
-    await wait_for(lambda: feeds.requests.get("good", 0) >= 2, timeout_s=20, what="baseline")
+    await wait_for(lambda: feeds.requests.get("good", 0) >= 2, timeout_s=30, what="baseline")
     feeds.feeds["good"].append(FeedItem("g1", "Tariff on steel raised to 50%"))
     try:
         await hooks.wait_for_count(1, path="/erp", timeout_s=6)
@@ -223,12 +223,6 @@ async def test_a_feed_slow_to_parse_does_not_starve_the_good_feeds(
     assert "feed good failed" not in daemon.log()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="notifier/daemon.py Daemon.run: a poll job still running at SIGTERM is cancelled "
-    "when asyncio.run tears down, and APScheduler logs it as an ERROR with a CancelledError "
-    "traceback; see the fault-suite report",
-)
 async def test_sigterm_while_a_feed_trickles_exits_in_time_and_quietly(
     write_config: WriteConfig, hostile: HostileFeeds, daemons: list[Daemon]
 ) -> None:

@@ -68,7 +68,7 @@ class MessageIds:
 
 async def baseline_done(feeds: FeedServer, name: str) -> None:
     """The first poll (the silent baseline) is committed once a second poll started."""
-    await wait_for(lambda: feeds.requests.get(name, 0) >= 2, timeout_s=20, what="baseline")
+    await wait_for(lambda: feeds.requests.get(name, 0) >= 2, timeout_s=30, what="baseline")
 
 
 async def test_smtp_down_20s_mid_burst_of_1000_loses_nothing(

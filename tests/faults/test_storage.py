@@ -130,7 +130,7 @@ async def test_disk_full_while_running_is_reported_and_nothing_is_lost(
     config = write_config(config_for(smtp, feeds))
     daemon = await Daemon(config).start()
     daemons.append(daemon)
-    await wait_for(lambda: feeds.requests.get("news", 0) >= 2, timeout_s=20, what="baseline")
+    await wait_for(lambda: feeds.requests.get("news", 0) >= 2, timeout_s=30, what="baseline")
 
     filler = fill(state_fs)
     # A burst that needs new pages in the database: it cannot be committed now.
@@ -182,7 +182,7 @@ async def test_disk_full_when_a_sent_delivery_is_recorded_is_reported_and_recove
     )
     daemon = await Daemon(config).start()
     daemons.append(daemon)
-    await wait_for(lambda: feeds.requests.get("news", 0) >= 2, timeout_s=20, what="baseline")
+    await wait_for(lambda: feeds.requests.get("news", 0) >= 2, timeout_s=30, what="baseline")
     hooks.script("/erp", Reply(204, hang_s=2.0))  # the answer comes after the disk fills
     feeds.feeds["news"].append(FeedItem("n1", "Tariff on steel raised"))
     [first] = await hooks.wait_for_count(1, path="/erp", timeout_s=10)

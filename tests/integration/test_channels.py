@@ -478,14 +478,14 @@ async def test_5xx_twice_then_204_keeps_the_id_and_signs_fresh_timestamps(
     assert all(c.verified for c in calls), [c.error for c in calls]
 
 
-async def test_redirect_is_a_final_failure_and_not_followed(
+async def test_redirect_is_retried_and_never_followed(
     hooks: WebhookPeer, poster: WebhookChannel
 ) -> None:
     hooks.script("/hook", Reply(302, headers={"Location": "/elsewhere"}))
 
     result = await poster.send(webhook_message(hooks.url("/hook")))
 
-    assert result.outcome == "failed"
+    assert result.outcome == "retry"
     assert result.detail.startswith("redirect not followed")
     assert "/elsewhere" in result.detail
     assert hooks.calls_to("/elsewhere") == []
