@@ -9,6 +9,7 @@ attempt, so a retry after a crash is recognisably the same message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -42,6 +43,12 @@ from notifier.unsubscribe import unsubscribe_secret, unsubscribe_token
 log = logging.getLogger("notifier.outbox")
 
 DEFAULT_SENDER = "tariff-notifier <tariff-notifier@localhost>"
+
+
+@functools.lru_cache(maxsize=8)
+def _sender_domain(sender: str) -> str:
+    """The Message-ID domain: the sender's (parsing an address costs ~0.1 ms)."""
+    return parseaddr(sender)[1].rpartition("@")[2] or "tariff-notifier.local"
 
 
 def worker_name() -> str:
@@ -152,8 +159,7 @@ class Outbox:
 
     def _message_id(self, seed: str) -> str:
         sender = self.config.model.smtp.sender if self.config.model.smtp else DEFAULT_SENDER
-        domain = parseaddr(sender)[1].rpartition("@")[2] or "tariff-notifier.local"
-        return f"<{seed}@{domain}>"
+        return f"<{seed}@{_sender_domain(sender)}>"
 
     async def _email_headers(self, unsubscribe: str | None) -> dict[str, str]:
         if not unsubscribe:
