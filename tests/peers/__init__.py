@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+P = TypeVar("P", bound="Peer")
 
 _POLL_S = 0.005
 
@@ -97,3 +98,54 @@ class LoopThread:
         self._thread.join(10)
         self._loop = None
         self._thread = None
+
+
+class Peer:
+    """Start/stop in this loop or in a thread of its own; restartable on the same port.
+
+    Subclasses implement ``_start`` and ``_stop`` (run on the peer's loop) and
+    ``running``; ``thread_name`` names the background thread.
+    """
+
+    thread_name = "peer"
+    _thread: LoopThread | None = None
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    async def _stop(self) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Listen (again, on the same port once one was chosen)."""
+        if self._thread is not None:
+            await self._thread.run_async(self._start())
+        else:
+            await self._start()
+
+    async def stop(self) -> None:
+        """Stop listening and drop open connections, as a crashed server would."""
+        if self._thread is not None:
+            await self._thread.run_async(self._stop())
+        else:
+            await self._stop()
+
+    def start_in_thread(self) -> None:
+        """Run the peer in a background thread with its own loop (for subprocess tests)."""
+        self._thread = LoopThread(self.thread_name)
+        self._thread.start()
+        self._thread.run(self._start())
+
+    def stop_in_thread(self) -> None:
+        if self._thread is None:
+            return
+        self._thread.run(self._stop())
+        self._thread.stop()
+        self._thread = None
+
+    async def __aenter__(self: P) -> P:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()

@@ -34,7 +34,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from tests.peers import LoopThread, wait_for, wait_for_sync
+from tests.peers import LoopThread, Peer, wait_for, wait_for_sync
 
 # Fault actions besides an SMTP reply line.
 DROP = "drop"  # close the connection without answering
@@ -160,7 +160,7 @@ def _abort(transport: asyncio.BaseTransport | None) -> None:
         transport.close()
 
 
-class SmtpPeer:
+class SmtpPeer(Peer):
     """A recording SMTP server with scripted faults; restartable on the same port.
 
     ``auth``: ``{username: password}`` to offer AUTH PLAIN/LOGIN (without TLS) and
@@ -169,6 +169,8 @@ class SmtpPeer:
     else STARTTLS is offered (``security = "starttls"``). ``idle_timeout_s``: how long
     the server keeps a silent connection open.
     """
+
+    thread_name = "smtp-peer"
 
     def __init__(
         self,
@@ -192,40 +194,6 @@ class SmtpPeer:
         self._thread: LoopThread | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Listen (again, on the same port once one was chosen)."""
-        if self._thread is not None:
-            await self._thread.run_async(self._start())
-        else:
-            await self._start()
-
-    async def stop(self) -> None:
-        """Stop listening and drop every open connection, as a crashed server would."""
-        if self._thread is not None:
-            await self._thread.run_async(self._stop())
-        else:
-            await self._stop()
-
-    def start_in_thread(self) -> None:
-        """Run the server in a background thread with its own loop."""
-        self._thread = LoopThread("smtp-peer")
-        self._thread.start()
-        self._thread.run(self._start())
-
-    def stop_in_thread(self) -> None:
-        if self._thread is None:
-            return
-        self._thread.run(self._stop())
-        self._thread.stop()
-        self._thread = None
-
-    async def __aenter__(self) -> SmtpPeer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     @property
     def running(self) -> bool:

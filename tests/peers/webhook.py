@@ -33,7 +33,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from standardwebhooks import Webhook
 
-from tests.peers import LoopThread, wait_for, wait_for_sync
+from tests.peers import LoopThread, Peer, wait_for, wait_for_sync
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,10 @@ class WebhookCall:
     received_at: float  # time.time()
 
 
-class WebhookPeer:
+class WebhookPeer(Peer):
     """A recording, verifying, scriptable webhook receiver."""
+
+    thread_name = "webhook-peer"
 
     def __init__(
         self,
@@ -84,39 +86,6 @@ class WebhookPeer:
         self._stopping: asyncio.Event | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Listen (again, on the same port once one was chosen)."""
-        if self._thread is not None:
-            await self._thread.run_async(self._start())
-        else:
-            await self._start()
-
-    async def stop(self) -> None:
-        """Stop listening and close open connections; hanging answers are abandoned."""
-        if self._thread is not None:
-            await self._thread.run_async(self._stop())
-        else:
-            await self._stop()
-
-    def start_in_thread(self) -> None:
-        self._thread = LoopThread("webhook-peer")
-        self._thread.start()
-        self._thread.run(self._start())
-
-    def stop_in_thread(self) -> None:
-        if self._thread is None:
-            return
-        self._thread.run(self._stop())
-        self._thread.stop()
-        self._thread = None
-
-    async def __aenter__(self) -> WebhookPeer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     @property
     def running(self) -> bool:
