@@ -3,8 +3,8 @@
 The same feed bodies (RSS 2.0, entries with HTML descriptions of ~600 characters) are
 parsed, alternating, by: bare ``feedparser.parse`` with its defaults (HTML sanitizer on);
 bare ``feedparser.parse`` without the sanitizer; ``notifier.feeds.parse_feed`` in one
-process; and ``parse_feed`` in the process pool the daemon uses (``notifier.app
-.parse_pool``, one worker per core). Entries per second, medians over the rounds.
+process; and ``parse_feed`` through the pool the daemon uses (``notifier.parsing.ParsePool``,
+one worker per core, fed from the event loop). Entries per second, medians over the rounds.
 
     python bench/bench_parse.py [--feeds 40] [--entries 50] [--rounds 3] [--quick]
 """
@@ -12,19 +12,19 @@ process; and ``parse_feed`` in the process pool the daemon uses (``notifier.app
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import os
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import feedparser  # type: ignore[import-untyped]
 from _common import median, show, write_result
 from peers import feed_body
 
-from notifier.app import parse_pool
 from notifier.feeds import parse_feed
+from notifier.parsing import ParsePool
 
 
 def bare(body: bytes, *, sanitize: bool) -> int:
@@ -59,13 +59,19 @@ def main() -> None:
         feed_body(f, generation=0, per_generation=args.entries, window=args.entries)
         for f in range(args.feeds)
     ]
-    pool = parse_pool()
-    list(pool.map(ours, bodies[:2]))  # start the workers outside the timing
+    pool = ParsePool()
+
+    async def through_pool() -> int:
+        results = await asyncio.gather(*(pool.run(ours, b, timeout_s=60) for b in bodies))
+        return sum(results)
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(pool.run(ours, bodies[0], timeout_s=60))  # start the workers
     variants: dict[str, Callable[[], int]] = {
         "feedparser_default": lambda: sum(bare(b, sanitize=True) for b in bodies),
         "feedparser_no_sanitizer": lambda: sum(bare(b, sanitize=False) for b in bodies),
         "parse_feed_1_process": lambda: sum(ours(b) for b in bodies),
-        "parse_feed_pool": lambda: sum(pool.map(partial(ours), bodies)),
+        "parse_feed_pool": lambda: loop.run_until_complete(through_pool()),
     }
     rates: dict[str, list[float]] = {name: [] for name in variants}
     try:
@@ -75,9 +81,12 @@ def main() -> None:
                 if entries != args.feeds * args.entries:
                     raise SystemExit(f"{name} parsed {entries} entries")
                 rates[name].append(entries / seconds)
-            print(f"round {number + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items()))
+            print(
+                f"round {number + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items())
+            )
     finally:
         pool.shutdown()
+        loop.close()
     medians = {name: round(median(values), 1) for name, values in rates.items()}
     base = medians["feedparser_default"]
     figures: dict[str, Any] = {

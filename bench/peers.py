@@ -105,7 +105,7 @@ class SmtpSink(_PeerProcess):
         return (self._shared,)
 
     @staticmethod
-    def target(conn: Any, options: dict[str, Any], shared: Any) -> None:  # noqa: ARG004
+    def target(conn: Any, options: dict[str, Any], shared: Any) -> None:
         _quiet_signals()
         asyncio.run(_serve_smtp(conn, shared))
 
@@ -327,9 +327,7 @@ class FeedServer(_PeerProcess):
         return f"http://127.0.0.1:{self.port}/feeds/{feed}"
 
     def _ctl(self, what: str, method: str = "GET") -> Any:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/_ctl/{what}", method=method
-        )
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/_ctl/{what}", method=method)
         with urllib.request.urlopen(request, timeout=120) as response:
             return json.loads(response.read())
 

@@ -125,6 +125,7 @@ class Outbox:
         self.worker = worker or worker_name()
         self._unsubscribe_secret: str | None = None
         self._subscribers = {s.id: s for s in config.subscribers}
+        self._payloads: dict[str, bytes] = {}
         self.on_result: Callable[[Delivery, str, float], None] | None = None
 
     def reconfigure(self, config: Config, renderer: Renderer) -> None:
@@ -194,10 +195,20 @@ class Outbox:
             body = json.dumps({"text": self.renderer.render_slack(event)}).encode()
             secret = None
         else:
-            body = json.dumps(event.payload(), separators=(",", ":")).encode()
+            body = self._payload(event)
             secret = sub.secret
         hook = WebhookMessage(webhook_id=delivery.id, url=delivery.target, body=body, secret=secret)
         return await self.channels.webhook.send(hook)
+
+    def _payload(self, event: Event) -> bytes:
+        """The Standard Webhooks body, serialised once per event for a whole fan-out."""
+        body = self._payloads.get(event.id)
+        if body is None:
+            body = json.dumps(event.payload(), separators=(",", ":")).encode()
+            if len(self._payloads) >= 64:
+                self._payloads.pop(next(iter(self._payloads)))
+            self._payloads[event.id] = body
+        return body
 
     def _outcome(self, delivery: Delivery, result: SendResult, now: datetime) -> AttemptRecord:
         """The delivery's state after this attempt: sent, failed, queued again, or dead."""

@@ -129,7 +129,9 @@ class ParsePool:
         worker.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
+        """Stop the workers at once: a parse still running is not worth a slow exit (its
+        feed is polled again after the restart)."""
         for worker in list(self._all):
-            worker.shutdown(wait=True, cancel_futures=True)
+            self._kill(worker)
         self._all.clear()
         self._idle = None
