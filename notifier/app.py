@@ -179,12 +179,13 @@ class App:
         """Poll every feed once, concurrently within a bound; one feed's fault is its own."""
         report = PassReport()
         gate = asyncio.Semaphore(POLL_CONCURRENCY)
+        states = await self.store.feed_states()  # one query, not one per feed
 
         async def one(feed_index: int) -> PassReport:
             feed = self.config.feeds[feed_index]
             async with gate:
                 try:
-                    return await self.pipeline.poll_feed(feed)
+                    return await self.pipeline.poll_feed(feed, state=states.get(feed.id))
                 except NotifierError as exc:  # the store failed for this feed: report it
                     log.error("feed %s: %s", feed.id, exc)
                     return PassReport(feeds_polled=1, feed_errors={feed.id: str(exc)})
@@ -198,9 +199,17 @@ class App:
         """One pass: calendar, feeds, then every delivery that is due."""
         report = OnceReport()
         report.sources.merge(await self.pipeline.check_calendar())
-        report.sources.merge(await self.poll_all())
-        if not self.dry_run:
-            report.delivery = await self.outbox.drain()
+        if self.dry_run:
+            report.sources.merge(await self.poll_all())
+            return report
+        polls = asyncio.create_task(self.poll_all())
+        # Deliver what the first feeds committed while the others are still fetched and
+        # parsed (in other processes): sending overlaps polling instead of following it.
+        while not polls.done():
+            await self.outbox.drain(report=report.delivery)
+            await asyncio.wait({polls}, timeout=0.05)
+        report.sources.merge(polls.result())
+        await self.outbox.drain(report=report.delivery)
         return report
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
@@ -26,7 +26,7 @@ from notifier.matching import SubscriberIndex
 from notifier.model import Entry, Event, stable_id
 from notifier.parsing import ParsePool
 from notifier.routing import plan_deliveries
-from notifier.store import Store, UnchangedPoll
+from notifier.store import FeedState, Store, UnchangedPoll
 from notifier.tagging import Tagger
 
 log = logging.getLogger("notifier.pipeline")
@@ -140,10 +140,17 @@ class Pipeline:
 
     # --- feeds -------------------------------------------------------------------------
 
-    async def poll_feed(self, feed: FeedSection) -> PassReport:
-        """Poll one feed; never raises for the feed's own faults (they are recorded)."""
+    async def poll_feed(
+        self, feed: FeedSection, *, state: FeedState | Literal["load"] | None = "load"
+    ) -> PassReport:
+        """Poll one feed; never raises for the feed's own faults (they are recorded).
+
+        ``state``: the feed's stored state when the caller already read it (a pass over
+        every feed reads them all in one query).
+        """
         report = PassReport(feeds_polled=1)
-        state = await self.store.feed_state(feed.id)
+        if state == "load":
+            state = await self.store.feed_state(feed.id)
         try:
             fetched = await fetch_feed(
                 self.session,
