@@ -316,9 +316,11 @@ class Daemon:
         return True
 
     async def _unsubscribe(self, subscriber_id: str, token: str) -> str | None:
-        return await apply_unsubscribe(
+        target = await apply_unsubscribe(
             self.config, self.app.store, subscriber_id, token, now=self.clock()
         )
+        self.app.pipeline.forget_blocked()
+        return target
 
     def request_stop(self) -> None:
         if not self.stop_event.is_set():

@@ -33,6 +33,9 @@ log = logging.getLogger("notifier.pipeline")
 
 Clock = Callable[[], datetime]
 
+# Unsubscribes and 410-gone endpoints are re-read at most this often.
+BLOCKED_TTL_S = 10.0
+
 # Unchanged polls are recorded in batches of this size, or after this long.
 UNCHANGED_BATCH = 200
 UNCHANGED_FLUSH_S = 0.25
@@ -121,6 +124,7 @@ class Pipeline:
         self.worker = worker
         self.index = SubscriberIndex(config.subscribers)
         self._unchanged: dict[str, UnchangedPoll] = {}
+        self._blocked: tuple[float, set[tuple[str, str]]] | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
 
@@ -131,7 +135,7 @@ class Pipeline:
     async def _plan(self, events: list[Event], *, now: datetime) -> list[tuple[Event, list[Any]]]:
         if not events:
             return []
-        blocked = await self.store.blocked_targets()
+        blocked = await self._blocked_targets()
         zone = self.config.zone
         return [
             (e, plan_deliveries(e, self.index.match(e), now=now, zone=zone, blocked=blocked))
@@ -215,6 +219,18 @@ class Pipeline:
             write=lambda tx: self._save_feed(tx, feed, fetched, to_remember, now=now),
         )
         return report
+
+    async def _blocked_targets(self) -> set[tuple[str, str]]:
+        """Unsubscribed and gone targets, read at most every BLOCKED_TTL_S (they change
+        rarely; an unsubscribe also fails what is already queued for the address)."""
+        loop_now = asyncio.get_running_loop().time()
+        if self._blocked is None or loop_now - self._blocked[0] > BLOCKED_TTL_S:
+            self._blocked = (loop_now, await self.store.blocked_targets())
+        return self._blocked[1]
+
+    def forget_blocked(self) -> None:
+        """Re-read unsubscribes and gone endpoints at the next plan (after an unsubscribe)."""
+        self._blocked = None
 
     async def _note_unchanged(
         self,
@@ -373,10 +389,10 @@ class Pipeline:
         async with self.store.transaction() as tx:
             if write is not None:
                 await write(tx)
-            for event, deliveries in planned:
-                if await self.store.emit(tx, event, deliveries, now=now):
-                    report.events.append(event)
-                    report.deliveries += len(deliveries)
+            inserted = await self.store.emit_many(tx, planned, now=now)
+        counts = {event.id: len(deliveries) for event, deliveries in planned}
+        report.events += inserted
+        report.deliveries += sum(counts[event.id] for event in inserted)
 
 
 def _entry_changes(previous: tuple[str, str, str] | None, entry: Entry) -> list[dict[str, Any]]:
