@@ -210,6 +210,13 @@ class SubscriberSection(_Strict):
         return self
 
 
+def subscriber_hash(subscriber: SubscriberSection) -> str:
+    """A fingerprint of one subscriber's config entry (a 410 holds until it changes)."""
+    import hashlib
+
+    return hashlib.sha256(subscriber.model_dump_json().encode()).hexdigest()[:16]
+
+
 class ConfigModel(_Strict):
     notifier: NotifierSection = Field(default_factory=NotifierSection)
     smtp: SmtpSection | None = None

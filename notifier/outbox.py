@@ -25,7 +25,7 @@ from notifier.channels.base import Channel
 from notifier.channels.email import SmtpChannel
 from notifier.channels.maildir import MaildirChannel
 from notifier.channels.webhook import WebhookChannel
-from notifier.config import Config, SubscriberSection
+from notifier.config import Config, SubscriberSection, subscriber_hash
 from notifier.errors import NotifierError
 from notifier.model import (
     Delivery,
@@ -263,8 +263,12 @@ class Outbox:
         for (delivery, result), record in zip(finished, records, strict=True):
             if result.outcome == "failed" and result.detail.startswith("gone:"):
                 try:
+                    sub = self._subscriber(delivery.subscriber_id)
                     await self.store.mark_gone(
-                        delivery.subscriber_id, delivery.target, config_hash="", now=now
+                        delivery.subscriber_id,
+                        delivery.target,
+                        config_hash=subscriber_hash(sub) if sub else "",
+                        now=now,
                     )
                 except NotifierError as exc:
                     log.error("could not mark %s gone: %s", delivery.target, exc)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import aiohttp
 
 from notifier.calendar import diff_calendar, due_transitions, transition_event
-from notifier.config import Config, FeedSection
+from notifier.config import Config, FeedSection, subscriber_hash
 from notifier.errors import FetchError, NotifierError
 from notifier.feeds import FetchResult, diff_entries, fetch_feed, parse_feed
 from notifier.matching import SubscriberIndex
@@ -130,6 +130,7 @@ class Pipeline:
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
+        self._blocked = None
         self.index = SubscriberIndex(config.subscribers)
 
     async def _plan(self, events: list[Event], *, now: datetime) -> list[tuple[Event, list[Any]]]:
@@ -225,7 +226,8 @@ class Pipeline:
         rarely; an unsubscribe also fails what is already queued for the address)."""
         loop_now = asyncio.get_running_loop().time()
         if self._blocked is None or loop_now - self._blocked[0] > BLOCKED_TTL_S:
-            self._blocked = (loop_now, await self.store.blocked_targets())
+            hashes = {s.id: subscriber_hash(s) for s in self.config.subscribers}
+            self._blocked = (loop_now, await self.store.blocked_targets(hashes))
         return self._blocked[1]
 
     def forget_blocked(self) -> None:

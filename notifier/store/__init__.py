@@ -711,13 +711,17 @@ class Store:
             )
             return int(done.rowcount or 0)
 
-    async def blocked_targets(self) -> set[tuple[str, str]]:
-        """(subscriber, target) pairs that get nothing: unsubscribed or gone (410)."""
+    async def blocked_targets(self, config_hashes: Mapping[str, str]) -> set[tuple[str, str]]:
+        """(subscriber, target) pairs that get nothing: unsubscribed, or gone (410) under
+        the subscriber's current config (``config_hashes``: subscriber id -> hash of its
+        config entry). 410 stops deliveries "until the config changes" (CONTRACT.md)."""
         async with self.engine.connect() as conn:
             rows = list(await conn.execute(sa.select(t.unsubscribes)))
             gone = list(await conn.execute(sa.select(t.gone_endpoints)))
         return {(r.subscriber_id, r.target) for r in rows} | {
-            (r.subscriber_id, r.url) for r in gone
+            (r.subscriber_id, r.url)
+            for r in gone
+            if config_hashes.get(r.subscriber_id) == r.config_hash
         }
 
     async def gone(self) -> dict[tuple[str, str], str]:

@@ -414,3 +414,37 @@ async def test_one_click_unsubscribe_stops_that_address_only(
     assert [e.type for e in report.sources.events] == ["feed.entry.new"]
     assert len(smtp.messages_to("trade@example.com")) == 1  # nothing after unsubscribing
     await hooks.wait_for_count(2, path="/erp")  # the webhook subscriber still gets both
+
+
+async def test_410_gone_stops_an_endpoint_until_its_config_changes(
+    setup: Path,
+    clock: FakeClock,
+    hooks: WebhookPeer,
+    feeds: FeedServer,
+    smtp: SmtpPeer,
+    write_config: WriteConfig,
+    state_url: str,
+) -> None:
+    await once(setup, clock)
+    hooks.script("/erp", 410)
+    feeds.feeds["news"].append(FeedItem("g1", "First tariff notice"))
+    first = await once(setup, clock)
+    assert first.delivery.failed == 1
+    feeds.feeds["news"].append(FeedItem("g2", "Second tariff notice"))
+    clock.advance(minutes=1)
+    second = await once(setup, clock)
+    assert [e.type for e in second.sources.events] == ["feed.entry.new"]
+    assert len(hooks.calls_to("/erp")) == 1  # nothing after the 410
+    # The subscriber's entry changes (a new secret): deliveries resume.
+    fresh = new_secret()
+    hooks.set_secret("/erp", fresh)
+    write_config(
+        config_text(smtp=smtp, hooks=hooks, feeds=feeds, secret=fresh, state=state_url),
+        calendar=RULES,
+    )
+    feeds.feeds["news"].append(FeedItem("g3", "Third tariff notice"))
+    clock.advance(minutes=1)
+    await once(setup, clock)
+    calls = hooks.calls_to("/erp")
+    assert len(calls) == 2 and calls[-1].verified
+    assert calls[-1].json["data"]["entry"]["id"] == "g3"
