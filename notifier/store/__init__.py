@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -724,11 +723,6 @@ class Store:
             if config_hashes.get(r.subscriber_id) == r.config_hash
         }
 
-    async def gone(self) -> dict[tuple[str, str], str]:
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(sa.select(t.gone_endpoints))
-            return {(r.subscriber_id, r.url): r.config_hash for r in rows}
-
 
 def _alembic_config(connection: Any) -> Any:
     from alembic.config import Config as AlembicConfig
@@ -781,7 +775,3 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 def _short(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", exc) or exc)
     return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
