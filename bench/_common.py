@@ -129,3 +129,11 @@ def show(title: str, rows: Sequence[tuple[str, Any]]) -> None:
     for key, value in rows:
         text = f"{value:,.3f}" if isinstance(value, float) else str(value)
         print(f"  {key:<{width}}  {text}")
+
+
+def feed_tables(feeds: Any, count: int, *, every: str = "15m") -> list[str]:
+    """``[[feed]]`` tables for feeds ``f0``…``f{count-1}`` of a local feed server."""
+    return [
+        f'[[feed]]\nid = "f{index}"\nurl = "{feeds.url(index)}"\nevery = "{every}"\n'
+        for index in range(count)
+    ]

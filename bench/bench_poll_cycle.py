@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import median, show, write_result
+from _common import feed_tables, median, show, write_result
 from peers import FeedServer
 
 from notifier.app import App
@@ -42,8 +42,7 @@ email = ["reader@example.com"]
 events = ["feed.entry.new"]
 """
     ]
-    for index in range(count):
-        parts.append(f'[[feed]]\nid = "f{index}"\nurl = "{feeds.url(index)}"\nevery = "15m"\n')
+    parts += feed_tables(feeds, count)
     path = folder / "notifier.toml"
     path.write_text("\n".join(parts))
     return path

@@ -26,6 +26,7 @@ import aiosmtplib
 from _common import (
     ROOT,
     check_ok,
+    feed_tables,
     median,
     notifier_command,
     run_timed,
@@ -113,8 +114,7 @@ email = ["{RECIPIENT}"]
 events = ["feed.entry.new"]
 """
     ]
-    for index in range(count):
-        parts.append(f'[[feed]]\nid = "f{index}"\nurl = "{feeds.url(index)}"\nevery = "15m"\n')
+    parts += feed_tables(feeds, count)
     path = folder / "notifier.toml"
     path.write_text("\n".join(parts))
     return path
