@@ -25,7 +25,7 @@ from notifier.outbox import Channels, DrainReport, Outbox, build_channels, worke
 from notifier.parsing import ParsePool
 from notifier.pipeline import PassReport, Pipeline, utc_now
 from notifier.render import Renderer
-from notifier.store import Store
+from notifier.store import Pruned, Store
 from notifier.tagging import Tagger, default_gazetteer_path
 
 log = logging.getLogger("notifier.app")
@@ -67,6 +67,7 @@ def _cached_tagger(paths: tuple[Path, ...], stamps: tuple[int, ...]) -> Tagger:
 class OnceReport:
     sources: PassReport = field(default_factory=PassReport)
     delivery: DrainReport = field(default_factory=DrainReport)
+    pruned: Pruned = field(default_factory=Pruned)
 
 
 class App:
@@ -210,6 +211,11 @@ class App:
             await asyncio.wait({polls}, timeout=0.05)
         report.sources.merge(polls.result())
         await self.outbox.drain(report=report.delivery)
+        report.pruned = await self.store.prune(
+            now=self.clock(),
+            retention=self.config.model.notifier.retention,
+            feed_ids=[f.id for f in self.config.feeds],
+        )
         return report
 
 

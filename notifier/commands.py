@@ -75,6 +75,8 @@ async def _once(config: Config) -> int:
     for delivery_id, status, detail in out.outcomes:
         if status != "sent":
             print(f"  {delivery_id} {status}: {detail}")
+    if report.pruned.total():
+        print(f"retention: forgot {report.pruned}")
     return EXIT_OK
 
 

@@ -116,6 +116,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MIN_RETENTION = timedelta(days=7)
+
+
 class NotifierSection(_Strict):
     state: str = "sqlite:///state/notifier.db"
     timezone: ZoneName = "UTC"
@@ -123,8 +126,24 @@ class NotifierSection(_Strict):
     public_url: HttpUrl | None = None
     health: str | None = Field(default=None, pattern=r"^[\w.\-\[\]:]+:\d{1,5}$")
     late_limit: Duration = timedelta(days=30)
+    # How long events, the delivery log and entries gone from their feed are kept.
+    retention: Duration = timedelta(days=90)
     # Signs unsubscribe tokens; when absent one is derived and kept in the state store.
     unsubscribe_secret: str | None = None
+
+    @model_validator(mode="after")
+    def _retention_outlives_late_limit(self) -> NotifierSection:
+        # A sent transition is remembered by its event: forgotten any sooner, a transition
+        # still within late_limit would be sent again.
+        if self.retention < MIN_RETENTION:
+            raise ValueError(f'expected `retention` of at least "{MIN_RETENTION.days}d"')
+        if self.retention <= self.late_limit:
+            raise ValueError(
+                "expected `retention` longer than `late_limit` (a calendar transition is "
+                "remembered as sent for `retention`, and one up to `late_limit` old is "
+                "still sent late)"
+            )
+        return self
 
 
 class SmtpSection(_Strict):

@@ -23,10 +23,11 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import SQLAlchemyError
 
 from notifier.app import App, build_renderer, build_tagger
 from notifier.calendar import all_transitions
-from notifier.config import Config, FeedSection, load_config
+from notifier.config import Config, FeedSection, format_duration, load_config
 from notifier.errors import NotifierError
 from notifier.health import HealthServer, store_status
 from notifier.metrics import Metrics
@@ -41,6 +42,9 @@ log = logging.getLogger("notifier.daemon")
 SHUTDOWN_GRACE_S = 7.0
 # A re-check of the calendar even without a scheduled transition: catches clock jumps.
 CALENDAR_SWEEP = timedelta(minutes=5)
+# How often retention runs (and its first run, a while after start-up).
+RETENTION_EVERY = timedelta(hours=1)
+RETENTION_FIRST = timedelta(minutes=2)
 # The longest a failing feed waits between polls.
 MAX_FEED_BACKOFF = timedelta(hours=6)
 # Cap on the idle wait of the delivery worker (a safety net; wakes are event-driven).
@@ -249,6 +253,29 @@ class Daemon:
                 if report.events:
                     self._wake.set()
 
+    async def _retention_job(self) -> None:
+        """Forget events, delivery logs and feed entries older than ``retention``."""
+        if self.stop_event.is_set():
+            return
+        try:
+            pruned = await self.app.store.prune(
+                now=self.clock(),
+                retention=self.config.model.notifier.retention,
+                feed_ids=[f.id for f in self.config.feeds],
+            )
+        except (NotifierError, SQLAlchemyError) as exc:
+            log.error("retention pass failed (retried within the hour): %s", exc)
+            return
+        for kind in ("events", "deliveries", "attempts", "entries", "feeds"):
+            if count := getattr(pruned, kind):
+                self.metrics.pruned.labels(kind).inc(count)
+        if pruned.total():
+            log.info(
+                "retention: forgot %s (older than %s)",
+                pruned,
+                format_duration(self.config.model.notifier.retention),
+            )
+
     # --- the delivery worker -----------------------------------------------------------
 
     def _observe_delivery(self, delivery: Delivery, status: str, latency_s: float) -> None:
@@ -381,6 +408,15 @@ class Daemon:
                     max_instances=1,
                     coalesce=True,
                     misfire_grace_time=None,
+                )
+                self.scheduler.add_job(
+                    self._retention_job,
+                    IntervalTrigger(seconds=RETENTION_EVERY.total_seconds()),
+                    id="retention",
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=None,
+                    next_run_time=datetime.now(UTC) + RETENTION_FIRST,
                 )
                 self.scheduler.start()
                 log.info(

@@ -85,6 +85,12 @@ class Metrics:
             ["feed"],
             registry=r,
         )
+        self.pruned = Counter(
+            "notifier_pruned_rows",
+            "Rows forgotten by retention, by what they were.",
+            ["kind"],
+            registry=r,
+        )
         self.up = Gauge("notifier_up", "1 while the daemon runs.", registry=r)
         self.start_time = Gauge(
             "notifier_start_time_seconds", "Start time of the daemon (Unix time).", registry=r

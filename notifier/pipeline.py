@@ -217,7 +217,9 @@ class Pipeline:
             planned,
             report,
             now=now,
-            write=lambda tx: self._save_feed(tx, feed, fetched, to_remember, now=now),
+            write=lambda tx: self._save_feed(
+                tx, feed, fetched, to_remember, present=entries, now=now
+            ),
         )
         return report
 
@@ -276,9 +278,18 @@ class Pipeline:
                 log.error("could not record %d unchanged polls: %s", len(pending), exc)
 
     async def _save_feed(
-        self, tx: Any, feed: FeedSection, fetched: Any, entries: list[Entry], *, now: datetime
+        self,
+        tx: Any,
+        feed: FeedSection,
+        fetched: Any,
+        entries: list[Entry],
+        *,
+        present: list[Entry],
+        now: datetime,
     ) -> None:
         await self.store.remember_entries(tx, feed.id, entries, now=now)
+        remembered = {entry.key for entry in entries}
+        await self.store.touch_entries(tx, feed.id, {e.key for e in present} - remembered, now=now)
         await self.store.record_poll(
             tx,
             feed.id,

@@ -26,8 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from notifier.errors import StoreError
 from notifier.model import Delivery, Entry, Event, Rule
 from notifier.store import schema as t
+from notifier.store.retention import ENTRY_REFRESH, Pruned, prune
 
-__all__ = ["AttemptRecord", "FeedState", "Store", "UnchangedPoll"]
+__all__ = ["AttemptRecord", "FeedState", "Pruned", "Store", "UnchangedPoll"]
 
 SCHEMA_VERSION = "1"
 DIGEST_LOCK = 0x7461726966  # pg advisory lock key for digest claims ("tarif")
@@ -332,6 +333,30 @@ class Store:
             },
         )
         await conn.execute(upsert, rows)
+
+    async def touch_entries(
+        self, conn: AsyncConnection, feed_id: str, keys: Iterable[str], *, now: datetime
+    ) -> None:
+        """Mark entries as still in their feed (at most once per ``ENTRY_REFRESH``), so
+        retention never forgets an entry its feed still carries."""
+        c = t.seen_entries.c
+        wanted = list(keys)
+        for start in range(0, len(wanted), 500):
+            await conn.execute(
+                t.seen_entries.update()
+                .where(
+                    (c.feed_id == feed_id)
+                    & c.entry_key.in_(wanted[start : start + 500])
+                    & (c.last_seen_at < now - ENTRY_REFRESH)
+                )
+                .values(last_seen_at=now)
+            )
+
+    async def prune(
+        self, *, now: datetime, retention: timedelta, feed_ids: Iterable[str]
+    ) -> Pruned:
+        """Forget old events, delivery logs and feed entries (notifier/store/retention.py)."""
+        return await prune(self, now=now, retention=retention, feed_ids=set(feed_ids))
 
     async def take_feed_lease(
         self, feed_id: str, *, holder: str, now: datetime, duration: timedelta

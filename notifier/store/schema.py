@@ -83,6 +83,7 @@ seen_entries = sa.Table(
     sa.Column("summary", sa.Text, nullable=False, server_default=""),
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
     sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Index("ix_seen_entries_last_seen", "feed_id", "last_seen_at"),
 )
 
 rules = sa.Table(
@@ -107,6 +108,7 @@ events = sa.Table(
     sa.Column("hts", sa.JSON, nullable=False),
     sa.Column("text", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_events_created", "created_at"),
 )
 
 deliveries = sa.Table(

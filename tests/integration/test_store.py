@@ -162,7 +162,7 @@ async def test_database_from_the_first_schema_is_upgraded_keeping_its_data(
         await store.close()
     upgraded = await Store.open(url)
     try:
-        assert await upgraded.schema_revision() == "0003"
+        assert await upgraded.schema_revision() == "0004"
         state = (await upgraded.feed_states())["fr"]
         assert (state.failures, state.etag, state.polled_by) == (2, '"v1"', None)
         assert await upgraded.take_feed_lease(
@@ -170,6 +170,11 @@ async def test_database_from_the_first_schema_is_upgraded_keeping_its_data(
         )
         async with upgraded.engine.connect() as conn:
             tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
+            indexes = await conn.run_sync(
+                lambda c: {ix["name"] for name in tables for ix in sa.inspect(c).get_indexes(name)}
+            )
         assert set(t.metadata.tables) <= tables
+        wanted = {ix.name for table in t.metadata.tables.values() for ix in table.indexes}
+        assert wanted <= indexes, wanted - indexes
     finally:
         await upgraded.close()
