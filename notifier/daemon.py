@@ -30,6 +30,7 @@ from notifier.calendar import all_transitions
 from notifier.config import Config, FeedSection, format_duration, load_config
 from notifier.errors import NotifierError
 from notifier.health import HealthServer, store_status
+from notifier.memory import limit_malloc_arenas, release_free_memory
 from notifier.metrics import Metrics
 from notifier.model import Delivery
 from notifier.pipeline import PassReport, utc_now
@@ -275,6 +276,7 @@ class Daemon:
                 pruned,
                 format_duration(self.config.model.notifier.retention),
             )
+        release_free_memory()
 
     # --- the delivery worker -----------------------------------------------------------
 
@@ -452,6 +454,7 @@ class Daemon:
 
 def run_daemon(config: Config, args: argparse.Namespace) -> int:
     path = Path(config.path)
+    limit_malloc_arenas()  # before the first thread (notifier/memory.py)
     daemon_ref: dict[str, Daemon] = {}
 
     async def main() -> int:

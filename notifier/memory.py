@@ -1,0 +1,61 @@
+"""Keep a long-running daemon's memory flat under glibc's allocator.
+
+The daemon's Python objects do not grow over hours (bench/memprobe.py traces them), but its
+RSS did: every aiosqlite connection and every executor thread allocates from a malloc arena
+of its own (glibc makes up to 8 per core), and freed memory stays spread over them. Two
+settings stop that (docs/benchmarks.md, "Soak"):
+
+- at most ``ARENAS`` arenas, set before the first thread starts (the ``MALLOC_ARENA_MAX``
+  environment variable, when set, wins);
+- ``malloc_trim(0)`` after each retention pass, which hands whole free pages back to the
+  system.
+
+Elsewhere (musl, macOS) both are no-ops.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+import os
+import platform
+
+__all__ = ["ARENAS", "limit_malloc_arenas", "release_free_memory"]
+
+log = logging.getLogger("notifier.memory")
+
+ARENAS = 2
+M_ARENA_MAX = -8  # from glibc's malloc.h
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def limit_malloc_arenas() -> bool:
+    """Cap glibc's malloc arenas at ``ARENAS``; True when this call set the cap."""
+    libc = _glibc()
+    if libc is None or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    # Parse workers are processes of their own: they read the variable when they start.
+    os.environ["MALLOC_ARENA_MAX"] = str(ARENAS)
+    return bool(libc.mallopt(M_ARENA_MAX, ARENAS))
+
+
+def release_free_memory() -> bool:
+    """Give the allocator's free pages back to the system; True when some were."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    return bool(libc.malloc_trim(0))
