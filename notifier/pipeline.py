@@ -194,8 +194,11 @@ class Pipeline:
                         tx, feed.id, now=now, error=None, polled_by=self.worker, **values
                     )
             return report
-        seen = await self.store.seen_entries(feed.id)
-        first_poll = state is None and not seen
+        # Failed polls leave a state row too: a feed is known from its first success on.
+        known = state is not None and state.last_ok_at is not None
+        # A known feed: only what this poll carries (not the feed's whole history).
+        seen = await self.store.seen_entries(feed.id, (e.key for e in entries) if known else None)
+        first_poll = not known and not seen
         events: list[Event] = []
         to_remember = entries
         if first_poll:

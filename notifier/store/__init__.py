@@ -224,16 +224,27 @@ class Store:
             rows = (await conn.execute(sa.select(t.feed_state))).all()
         return {r.feed_id: FeedState(**r._mapping) for r in rows}
 
-    async def seen_entries(self, feed_id: str) -> dict[str, tuple[str, str, str]]:
-        """Entry key -> (content hash, title, summary) of everything seen in a feed."""
+    async def seen_entries(
+        self, feed_id: str, keys: Iterable[str] | None = None
+    ) -> dict[str, tuple[str, str, str]]:
+        """Entry key -> (content hash, title, summary) of what was seen in a feed: of the
+        entries ``keys`` when given (a poll needs only those, however long the feed's
+        history), else of all of them."""
         c = t.seen_entries.c
+        query = sa.select(c.entry_key, c.content_hash, c.title, c.summary).where(
+            c.feed_id == feed_id
+        )
+        wanted = None if keys is None else list(dict.fromkeys(keys))
+        chunks = (
+            [None] if wanted is None else [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
+        )
+        found: dict[str, tuple[str, str, str]] = {}
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(c.entry_key, c.content_hash, c.title, c.summary).where(
-                    c.feed_id == feed_id
-                )
-            )
-            return {r.entry_key: (r.content_hash, r.title, r.summary) for r in rows}
+            for chunk in chunks:
+                chunk_query = query if chunk is None else query.where(c.entry_key.in_(chunk))
+                for r in await conn.execute(chunk_query):
+                    found[r.entry_key] = (r.content_hash, r.title, r.summary)
+        return found
 
     async def record_poll(
         self,

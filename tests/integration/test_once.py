@@ -131,6 +131,22 @@ async def test_first_pass_is_a_silent_baseline(
     assert smtp.messages == [] and hooks.calls == []
 
 
+async def test_a_feed_that_fails_its_first_polls_is_still_baselined_silently(
+    setup: Path, clock: FakeClock, feeds: FeedServer, hooks: WebhookPeer
+) -> None:
+    feeds.broken["news"] = 503
+    report = await once(setup, clock)
+    assert report.sources.feed_errors and "news" not in report.sources.baselined
+    del feeds.broken["news"]
+    clock.advance(minutes=15)
+    report = await once(setup, clock)
+    assert report.sources.baselined == ["news"] and report.sources.events == []
+    feeds.feeds["news"].append(FeedItem("a3", "Tariff on Japanese auto parts"))
+    clock.advance(minutes=15)
+    report = await once(setup, clock)
+    assert [e.data["entry"]["id"] for e in report.sources.events] == ["a3"]
+
+
 async def test_new_and_updated_entries_reach_matching_subscribers(
     setup: Path, clock: FakeClock, smtp: SmtpPeer, hooks: WebhookPeer, feeds: FeedServer
 ) -> None:
