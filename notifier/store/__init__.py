@@ -241,7 +241,9 @@ class Store:
         found: dict[str, tuple[str, str, str]] = {}
         async with self.engine.connect() as conn:
             for chunk in chunks:
-                chunk_query = query if chunk is None else query.where(c.entry_key.in_(chunk))
+                chunk_query = (
+                    query if chunk is None else query.where(c.entry_key.in_(padded(chunk)))
+                )
                 for r in await conn.execute(chunk_query):
                     found[r.entry_key] = (r.content_hash, r.title, r.summary)
         return found
@@ -357,7 +359,7 @@ class Store:
                 t.seen_entries.update()
                 .where(
                     (c.feed_id == feed_id)
-                    & c.entry_key.in_(wanted[start : start + 500])
+                    & c.entry_key.in_(padded(wanted[start : start + 500]))
                     & (c.last_seen_at < now - ENTRY_REFRESH)
                 )
                 .values(last_seen_at=now)
@@ -442,7 +444,9 @@ class Store:
         async with self.engine.connect() as conn:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
-                rows = await conn.execute(sa.select(t.events.c.id).where(t.events.c.id.in_(chunk)))
+                rows = await conn.execute(
+                    sa.select(t.events.c.id).where(t.events.c.id.in_(padded(chunk)))
+                )
                 found.update(r.id for r in rows)
         return found
 
@@ -474,7 +478,7 @@ class Store:
         """
         if not planned:
             return []
-        wanted = {event.id for event, _ in planned}
+        wanted = padded(list(dict.fromkeys(event.id for event, _ in planned)))
         existing = {
             row.id
             for row in await conn.execute(sa.select(t.events.c.id).where(t.events.c.id.in_(wanted)))
@@ -533,7 +537,9 @@ class Store:
         async with self.engine.connect() as conn:
             for start in range(0, len(wanted), 500):
                 rows = await conn.execute(
-                    sa.select(t.events).where(t.events.c.id.in_(wanted[start : start + 500]))
+                    sa.select(t.events).where(
+                        t.events.c.id.in_(padded(wanted[start : start + 500]))
+                    )
                 )
                 out.update({r.id: _event_from_row(r) for r in rows})
         return out
@@ -575,10 +581,12 @@ class Store:
                 return []
             await conn.execute(
                 t.deliveries.update()
-                .where(t.deliveries.c.id.in_(ids))
+                .where(t.deliveries.c.id.in_(padded(ids)))
                 .values(claimed_until=now + lease, claimed_by=worker)
             )
-            rows = await conn.execute(sa.select(t.deliveries).where(t.deliveries.c.id.in_(ids)))
+            rows = await conn.execute(
+                sa.select(t.deliveries).where(t.deliveries.c.id.in_(padded(ids)))
+            )
             return sorted((_delivery_from_row(r) for r in rows), key=lambda d: ids.index(d.id))
 
     async def next_due_at(self) -> datetime | None:
@@ -781,6 +789,22 @@ def _current_revision(connection: Any) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def padded(values: Sequence[Any]) -> list[Any]:
+    """``values`` padded to a power of two with its last value, for ``IN (…)``.
+
+    Each length of an IN list is a statement of its own (``IN (?, ?, ?)``), and the
+    drivers cache prepared statements per connection (sqlite3 keeps 128, asyncpg 100):
+    lists of every length from 1 to 500 would fill those caches with near-copies (about
+    2 MiB per SQLite connection) and push out the statements that repeat. Padded, a
+    query has at most ten shapes. A repeated value changes nothing in an IN list.
+    """
+    items = list(values)
+    if not items:
+        return items
+    size = 1 << (len(items) - 1).bit_length()
+    return items + [items[-1]] * (size - len(items))
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

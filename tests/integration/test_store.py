@@ -178,3 +178,27 @@ async def test_database_from_the_first_schema_is_upgraded_keeping_its_data(
         assert wanted <= indexes, wanted - indexes
     finally:
         await upgraded.close()
+
+
+async def test_in_lists_of_any_length_take_few_statement_shapes(store: Store) -> None:
+    # Drivers cache prepared statements per connection, by SQL text: a list of each
+    # length would be a statement of its own (notifier.store.padded).
+    ev = event()
+    async with store.transaction() as tx:
+        await store.emit(tx, ev, deliveries(ev, 1), now=NOW)
+    statements: set[str] = set()
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.add(statement)
+
+    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        for n in range(1, 101):
+            wanted = [f"evt_{i}" for i in range(n)]
+            found = {"evt_1"} if n > 1 else set()
+            assert await store.emitted(wanted) == found
+            assert set(await store.events_by_id(wanted)) == found
+    finally:
+        sa.event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
+    shapes = {s for s in statements if " IN " in s.upper()}
+    assert 0 < len(shapes) <= 2 * 8, len(shapes)  # two queries; lengths 1, 2, 4, … 128
