@@ -46,6 +46,8 @@ CALENDAR_SWEEP = timedelta(minutes=5)
 # How often retention runs (and its first run, a while after start-up).
 RETENTION_EVERY = timedelta(hours=1)
 RETENTION_FIRST = timedelta(minutes=2)
+# How often free malloc memory goes back to the system (a few ms; notifier/memory.py).
+MEMORY_TRIM_EVERY = timedelta(minutes=10)
 # The longest a failing feed waits between polls.
 MAX_FEED_BACKOFF = timedelta(hours=6)
 # Cap on the idle wait of the delivery worker (a safety net; wakes are event-driven).
@@ -276,6 +278,9 @@ class Daemon:
                 pruned,
                 format_duration(self.config.model.notifier.retention),
             )
+
+    async def _trim_job(self) -> None:
+        # On the loop, not in APScheduler's thread pool: a few ms, and no extra thread.
         release_free_memory()
 
     # --- the delivery worker -----------------------------------------------------------
@@ -419,6 +424,14 @@ class Daemon:
                     coalesce=True,
                     misfire_grace_time=None,
                     next_run_time=datetime.now(UTC) + RETENTION_FIRST,
+                )
+                self.scheduler.add_job(
+                    self._trim_job,
+                    IntervalTrigger(seconds=MEMORY_TRIM_EVERY.total_seconds()),
+                    id="memory-trim",
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=None,
                 )
                 self.scheduler.start()
                 log.info(

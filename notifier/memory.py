@@ -7,8 +7,8 @@ settings stop that (docs/benchmarks.md, "Soak"):
 
 - at most ``ARENAS`` arenas, set before the first thread starts (the ``MALLOC_ARENA_MAX``
   environment variable, when set, wins);
-- ``malloc_trim(0)`` after each retention pass, which hands whole free pages back to the
-  system.
+- ``malloc_trim(0)`` every 10 minutes, which hands the whole free pages inside the heaps
+  back to the system (free() alone only shrinks a heap from its top).
 
 Elsewhere (musl, macOS) both are no-ops.
 """
