@@ -18,6 +18,7 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 import aiohttp
+from sqlalchemy.exc import SQLAlchemyError
 
 from notifier.config import Config
 from notifier.errors import NotifierError, StoreError
@@ -211,11 +212,14 @@ class App:
             await asyncio.wait({polls}, timeout=0.05)
         report.sources.merge(polls.result())
         await self.outbox.drain(report=report.delivery)
-        report.pruned = await self.store.prune(
-            now=self.clock(),
-            retention=self.config.model.notifier.retention,
-            feed_ids=[f.id for f in self.config.feeds],
-        )
+        try:
+            report.pruned = await self.store.prune(
+                now=self.clock(),
+                retention=self.config.model.notifier.retention,
+                feed_ids=[f.id for f in self.config.feeds],
+            )
+        except (NotifierError, SQLAlchemyError) as exc:  # the next pass tries again
+            log.warning("retention pass failed: %s", exc)
         return report
 
 

@@ -11,7 +11,9 @@
   and lease. Added back later, a feed starts again from a silent baseline.
 
 Deletes go in batches, one short transaction each, so polls and deliveries that need the
-writer (SQLite has one) wait for a batch, not for the whole pass.
+writer (SQLite has one) wait for a batch, not for the whole pass. On PostgreSQL each batch
+first takes an advisory lock: when several instances prune at once, one does the work and
+the others stop, instead of queueing on (or deadlocking over) the same rows.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ import sqlalchemy as sa
 from notifier.store import schema as t
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from notifier.store import Store
 
 __all__ = ["ENTRY_REFRESH", "Pruned", "prune"]
 
+RETENTION_LOCK = 0x7265746E  # pg advisory lock key for retention ("retn")
 # How stale an entry's `last_seen_at` may get while it is still in its feed.
 ENTRY_REFRESH = timedelta(days=1)
 BATCH = 500
@@ -70,11 +75,20 @@ async def prune(
     return pruned
 
 
+async def _ours(store: Store, tx: AsyncConnection) -> bool:
+    """Whether this transaction may prune (no other instance is pruning right now)."""
+    if store.is_sqlite:
+        return True
+    return bool(await tx.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(RETENTION_LOCK))))
+
+
 async def _prune_events(store: Store, cutoff: datetime, batch: int, pruned: Pruned) -> None:
     ev, dl, at = t.events.c, t.deliveries.c, t.delivery_attempts.c
     still_queued = sa.exists().where((dl.event_id == ev.id) & (dl.status == "queued"))
     while True:
         async with store.transaction() as tx:
+            if not await _ours(store, tx):
+                return
             ids = list(
                 (
                     await tx.execute(
@@ -113,6 +127,8 @@ async def _prune_entries(store: Store, retention: timedelta, batch: int, pruned:
         cutoff = latest - retention
         while True:
             async with store.transaction() as tx:
+                if not await _ours(store, tx):
+                    return
                 keys = list(
                     (
                         await tx.execute(
@@ -147,6 +163,8 @@ async def _prune_feeds(
         )
     for feed_id in sorted(known - configured - recent):
         async with store.transaction() as tx:
+            if not await _ours(store, tx):
+                return
             await tx.execute(t.seen_entries.delete().where(se.feed_id == feed_id))
             await tx.execute(t.feed_leases.delete().where(t.feed_leases.c.feed_id == feed_id))
             await tx.execute(t.feed_state.delete().where(fs.feed_id == feed_id))

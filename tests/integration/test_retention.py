@@ -8,6 +8,7 @@ that no alert is sent twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -299,3 +300,23 @@ async def test_the_daemons_retention_job_forgets_and_counts(
     exposed = daemon.metrics.render().decode()
     assert 'notifier_pruned_rows_total{kind="events"} 1.0' in exposed
     assert 'notifier_pruned_rows_total{kind="attempts"} 1.0' in exposed
+
+
+async def test_two_instances_pruning_at_once_forget_each_row_once(
+    store: Store, clock: FakeClock
+) -> None:
+    for n in range(40):
+        await emit(store, n, at=clock, finished=True)
+    clock.advance(days=91)
+    other = await Store.open(store.url)
+    try:
+        both = await asyncio.gather(
+            prune(store, now=clock(), retention=RETENTION, feed_ids=[], batch=4),
+            prune(other, now=clock(), retention=RETENTION, feed_ids=[], batch=4),
+        )
+        # Whoever ran, nothing is left, and no row was counted twice.
+        pruned = await store.prune(now=clock(), retention=RETENTION, feed_ids=[])
+    finally:
+        await other.close()
+    assert sum(p.events for p in both) + pruned.events == 40
+    assert await count(store, t.events) == 0 and await count(store, t.delivery_attempts) == 0
