@@ -137,6 +137,25 @@ class Daemon:
                 next_run_time=now + timedelta(seconds=random.uniform(0, spread)),
             )
 
+    def _every(
+        self,
+        interval: timedelta,
+        job: Callable[[], Any],
+        job_id: str,
+        *,
+        first: datetime | None = None,
+    ) -> None:
+        """A housekeeping job: never two at once, a missed run is run once, late or not."""
+        self.scheduler.add_job(
+            job,
+            IntervalTrigger(seconds=interval.total_seconds()),
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            **({"next_run_time": first} if first is not None else {}),
+        )
+
     def _schedule_transitions(self) -> None:
         """One date job per future instant (not per transition: 100 rules taking effect at
         the same second are one check); the store still decides what is emitted."""
@@ -408,31 +427,14 @@ class Daemon:
                 self._log_upcoming()
                 self._schedule_feeds(first=True)
                 self._schedule_transitions()
-                self.scheduler.add_job(
-                    self._calendar_job,
-                    IntervalTrigger(seconds=CALENDAR_SWEEP.total_seconds()),
-                    id="calendar-sweep",
-                    max_instances=1,
-                    coalesce=True,
-                    misfire_grace_time=None,
-                )
-                self.scheduler.add_job(
+                self._every(CALENDAR_SWEEP, self._calendar_job, "calendar-sweep")
+                self._every(
+                    RETENTION_EVERY,
                     self._retention_job,
-                    IntervalTrigger(seconds=RETENTION_EVERY.total_seconds()),
-                    id="retention",
-                    max_instances=1,
-                    coalesce=True,
-                    misfire_grace_time=None,
-                    next_run_time=datetime.now(UTC) + RETENTION_FIRST,
+                    "retention",
+                    first=datetime.now(UTC) + RETENTION_FIRST,
                 )
-                self.scheduler.add_job(
-                    self._trim_job,
-                    IntervalTrigger(seconds=MEMORY_TRIM_EVERY.total_seconds()),
-                    id="memory-trim",
-                    max_instances=1,
-                    coalesce=True,
-                    misfire_grace_time=None,
-                )
+                self._every(MEMORY_TRIM_EVERY, self._trim_job, "memory-trim")
                 self.scheduler.start()
                 log.info(
                     "running: %d feeds, %d rules, %d subscribers",

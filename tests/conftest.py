@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from notifier.store import Store
 from tests.peers.daemon import Daemon
 from tests.peers.feeds import FeedServer
 from tests.peers.smtp import SmtpPeer
@@ -111,6 +112,19 @@ async def state_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
         )
     async with pg_database(admin) as url:
         yield url
+
+
+def absolute(state_url: str, tmp_path: Path) -> str:
+    """``state_url`` as a URL that does not depend on a config file's folder."""
+    return state_url if state_url.startswith("postgresql") else f"sqlite:///{tmp_path}/s.db"
+
+
+@pytest.fixture
+async def store(tmp_path: Path, state_url: str) -> AsyncIterator[Store]:
+    """An opened (migrated) state store, once per backend."""
+    opened = await Store.open(absolute(state_url, tmp_path))
+    yield opened
+    await opened.close()
 
 
 @contextlib.asynccontextmanager

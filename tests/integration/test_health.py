@@ -36,14 +36,6 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, state_url: str) -> AsyncIterator[Store]:
-    url = state_url if state_url.startswith("postgresql") else f"sqlite:///{tmp_path}/s.db"
-    opened = await Store.open(url)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
 async def serve() -> AsyncIterator[Callable[[Metrics, Status], Awaitable[str]]]:
     """Start a HealthServer on 127.0.0.1, port 0; returns its base URL."""
     servers: list[HealthServer] = []

@@ -9,7 +9,7 @@ that no alert is sent twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,14 +30,6 @@ from tests.peers.webhook import WebhookPeer
 
 DAY = timedelta(days=1)
 RETENTION = 90 * DAY
-
-
-@pytest.fixture
-async def store(tmp_path: Path, state_url: str) -> AsyncIterator[Store]:
-    url = state_url if state_url.startswith("postgresql") else f"sqlite:///{tmp_path}/s.db"
-    opened = await Store.open(url)
-    yield opened
-    await opened.close()
 
 
 async def emit(store: Store, n: int, *, at: FakeClock, finished: bool) -> Delivery:

@@ -4,29 +4,17 @@ job-store suite): emit-once, claims, leases, the delivery log, and migrations.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from notifier.model import Delivery, Event
 from notifier.store import AttemptRecord, Store
 from notifier.store import schema as t
+from tests.conftest import absolute
 
 NOW = datetime(2025, 5, 3, 4, 1, tzinfo=UTC)
-
-
-def absolute(state_url: str, tmp_path: Path) -> str:
-    return state_url if state_url.startswith("postgresql") else f"sqlite:///{tmp_path}/s.db"
-
-
-@pytest.fixture
-async def store(tmp_path: Path, state_url: str) -> AsyncIterator[Store]:
-    opened = await Store.open(absolute(state_url, tmp_path))
-    yield opened
-    await opened.close()
 
 
 def event(n: int = 1) -> Event:
