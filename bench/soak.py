@@ -107,7 +107,9 @@ def rules(start: datetime, count: int, every_s: int) -> str:
     return "\n".join(out)
 
 
-def write_churn(workdir: Path, peers: Peers, duration_s: float) -> str | None:
+def write_churn(
+    workdir: Path, peers: Peers, duration_s: float, state: str = "sqlite:///state/n.db"
+) -> str | None:
     (workdir / "calendar").mkdir()
     (workdir / "calendar" / "rules.toml").write_text(
         rules(datetime.now(UTC) + timedelta(seconds=20), int(duration_s // 20) + 1, 20)
@@ -118,7 +120,7 @@ def write_churn(workdir: Path, peers: Peers, duration_s: float) -> str | None:
     )
     secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     (workdir / "notifier.toml").write_text(
-        f'[notifier]\nstate = "sqlite:///state/n.db"\n\n[delivery]\ntimeout = "5s"\n\n'
+        f'[notifier]\nstate = "{state}"\n\n[delivery]\ntimeout = "5s"\n\n'
         f"{feed_tables}"
         f'[[subscriber]]\nid = "hook"\nwebhook = "http://127.0.0.1:{peers.port}/hook"\n'
         f'secret = "{secret}"\n\n[[subscriber]]\nid = "mail"\nemail = ["desk@example.com"]\n'
@@ -158,12 +160,15 @@ async def main(
     name: str,
     probe_args: list[str],
     shipped: bool = False,
+    state: str = "sqlite:///state/n.db",
 ) -> dict[str, object]:
     peers = Peers(feeds)
     runner = await peers.start()
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
     duration_s = minutes * 60
-    health_url = write_shipped(workdir) if shipped else write_churn(workdir, peers, duration_s)
+    health_url = (
+        write_shipped(workdir) if shipped else write_churn(workdir, peers, duration_s, state)
+    )
     command = [sys.executable, "-m", "notifier"]
     probe_out = RESULTS / f"{name}-probe.jsonl"
     if probe:
@@ -229,9 +234,12 @@ async def main(
         "workers_rss_mb_last": round(samples[-1][2] / 1024, 1),
         "daemon_second_half_growth_mb": growth_mb(1),
         "workers_second_half_growth_mb": growth_mb(2),
+        "state": "sqlite" if state.startswith("sqlite") else "postgresql",
         "database_mb": round(
             sum(f.stat().st_size for f in (workdir / "state").glob("*.db")) / 2**20, 1
-        ),
+        )
+        if state.startswith("sqlite")
+        else None,
         "samples": samples,
     }
     RESULTS.mkdir(exist_ok=True)
@@ -248,6 +256,9 @@ if __name__ == "__main__":
     parser.add_argument("--probe", action="store_true", help="run under bench/memprobe.py")
     parser.add_argument("--name", default="soak", help="results go to bench/results/NAME.json")
     parser.add_argument("--shipped", action="store_true", help="run the shipped config as is")
+    parser.add_argument(
+        "--state", default="sqlite:///state/n.db", help="the churn config's state URL"
+    )
     args, probe_args = parser.parse_known_args()  # the rest goes to memprobe.py
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the daemon too
@@ -260,5 +271,6 @@ if __name__ == "__main__":
             args.name,
             probe_args,
             shipped=args.shipped,
+            state=args.state,
         )
     )
