@@ -3,7 +3,7 @@
 The daemon's Python objects do not grow over hours (bench/memprobe.py traces them), but its
 RSS did: every aiosqlite connection and every executor thread allocates from a malloc arena
 of its own (glibc makes up to 8 per core), and freed memory stays spread over them. Two
-settings stop that (docs/benchmarks.md, "Soak"):
+settings stop that (docs/benchmarks.md, "Memory over time"):
 
 - at most ``ARENAS`` arenas, set before the first thread starts (the ``MALLOC_ARENA_MAX``
   environment variable, when set, wins);
@@ -18,13 +18,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import logging
 import os
 import platform
 
 __all__ = ["ARENAS", "limit_malloc_arenas", "release_free_memory"]
-
-log = logging.getLogger("notifier.memory")
 
 ARENAS = 2
 M_ARENA_MAX = -8  # from glibc's malloc.h

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -234,16 +234,14 @@ class Store:
         query = sa.select(c.entry_key, c.content_hash, c.title, c.summary).where(
             c.feed_id == feed_id
         )
-        wanted = None if keys is None else list(dict.fromkeys(keys))
-        chunks = (
-            [None] if wanted is None else [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
+        queries = (
+            [query]
+            if keys is None
+            else [query.where(c.entry_key.in_(chunk)) for chunk in in_chunks(keys)]
         )
         found: dict[str, tuple[str, str, str]] = {}
         async with self.engine.connect() as conn:
-            for chunk in chunks:
-                chunk_query = (
-                    query if chunk is None else query.where(c.entry_key.in_(padded(chunk)))
-                )
+            for chunk_query in queries:
                 for r in await conn.execute(chunk_query):
                     found[r.entry_key] = (r.content_hash, r.title, r.summary)
         return found
@@ -353,13 +351,12 @@ class Store:
         """Mark entries as still in their feed (at most once per ``ENTRY_REFRESH``), so
         retention never forgets an entry its feed still carries."""
         c = t.seen_entries.c
-        wanted = list(keys)
-        for start in range(0, len(wanted), 500):
+        for chunk in in_chunks(keys):
             await conn.execute(
                 t.seen_entries.update()
                 .where(
                     (c.feed_id == feed_id)
-                    & c.entry_key.in_(padded(wanted[start : start + 500]))
+                    & c.entry_key.in_(chunk)
                     & (c.last_seen_at < now - ENTRY_REFRESH)
                 )
                 .values(last_seen_at=now)
@@ -439,14 +436,10 @@ class Store:
     # --- events and the outbox ---------------------------------------------------------
 
     async def emitted(self, event_ids: Iterable[str]) -> set[str]:
-        ids = list(event_ids)
         found: set[str] = set()
         async with self.engine.connect() as conn:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                rows = await conn.execute(
-                    sa.select(t.events.c.id).where(t.events.c.id.in_(padded(chunk)))
-                )
+            for chunk in in_chunks(event_ids):
+                rows = await conn.execute(sa.select(t.events.c.id).where(t.events.c.id.in_(chunk)))
                 found.update(r.id for r in rows)
         return found
 
@@ -532,15 +525,10 @@ class Store:
         return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
     async def events_by_id(self, ids: Iterable[str]) -> dict[str, Event]:
-        wanted = list(set(ids))
         out: dict[str, Event] = {}
         async with self.engine.connect() as conn:
-            for start in range(0, len(wanted), 500):
-                rows = await conn.execute(
-                    sa.select(t.events).where(
-                        t.events.c.id.in_(padded(wanted[start : start + 500]))
-                    )
-                )
+            for chunk in in_chunks(ids):
+                rows = await conn.execute(sa.select(t.events).where(t.events.c.id.in_(chunk)))
                 out.update({r.id: _event_from_row(r) for r in rows})
         return out
 
@@ -789,6 +777,14 @@ def _current_revision(connection: Any) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def in_chunks(values: Iterable[Any], size: int = 500) -> Iterator[list[Any]]:
+    """Distinct ``values`` in padded chunks of at most ``size`` (before padding), for
+    ``IN (…)`` lists that stay within every driver's limit on parameters."""
+    items = list(dict.fromkeys(values))
+    for start in range(0, len(items), size):
+        yield padded(items[start : start + size])
 
 
 def padded(values: Sequence[Any]) -> list[Any]:
