@@ -122,29 +122,23 @@ async def _prune_entries(store: Store, retention: timedelta, batch: int, pruned:
             )
         ).all()
     for feed_id, latest in newest:
-        if latest is None:
-            continue
-        cutoff = latest - retention
+        old = (c.feed_id == feed_id) & (c.last_seen_at < latest - retention)
         while True:
+            # Found on a read connection: a feed with nothing to forget takes no write lock.
+            async with store.engine.connect() as conn:
+                keys = list(
+                    (await conn.execute(sa.select(c.entry_key).where(old).limit(batch))).scalars()
+                )
+            if not keys:
+                break
             async with store.transaction() as tx:
                 if not await _ours(store, tx):
                     return
-                keys = list(
-                    (
-                        await tx.execute(
-                            sa.select(c.entry_key)
-                            .where((c.feed_id == feed_id) & (c.last_seen_at < cutoff))
-                            .limit(batch)
-                        )
-                    ).scalars()
+                # `old` again: an entry its feed showed again since the read is kept.
+                result = await tx.execute(
+                    t.seen_entries.delete().where(old & c.entry_key.in_(keys))
                 )
-                if keys:
-                    result = await tx.execute(
-                        t.seen_entries.delete().where(
-                            (c.feed_id == feed_id) & c.entry_key.in_(keys)
-                        )
-                    )
-                    pruned.entries += result.rowcount
+                pruned.entries += result.rowcount
             if len(keys) < batch:
                 break
             await asyncio.sleep(0)
