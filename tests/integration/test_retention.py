@@ -109,7 +109,6 @@ async def test_pruning_goes_in_batches_and_takes_everything(store: Store, clock:
 CONFIG = """
 [notifier]
 state = "{state}"
-{extra}
 
 [[feed]]
 id = "news"
@@ -134,9 +133,9 @@ def write(
     secret = new_secret()
     hooks.set_secret("/h", secret)
 
-    def write(*, feed: str = "news", extra: str = "") -> Path:
+    def write(*, feed: str = "news") -> Path:
         text = CONFIG.format(
-            state=state_url, extra=extra, url=feeds.url(feed), hook=hooks.url("/h"), secret=secret
+            state=state_url, url=feeds.url(feed), hook=hooks.url("/h"), secret=secret
         )
         return write_config(text.replace('id = "news"', f'id = "{feed}"'))
 
