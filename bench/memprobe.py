@@ -148,6 +148,27 @@ def _count_sqlite_connections() -> None:
     aiosqlite.core.Connection.__init__ = counting_init  # type: ignore[method-assign]
 
 
+def _limit_sqlite_cache(kib: int) -> None:
+    """Give every SQLite connection a page cache of ``kib`` KiB (an experiment: does the
+    daemon's SQLite memory level off sooner?)."""
+    from sqlalchemy import event
+
+    import notifier.store as store
+
+    configure = store._configure_sqlite
+
+    def configure_with_cache(engine: Any) -> None:
+        configure(engine)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _cache(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA cache_size=-{kib}")
+            cursor.close()
+
+    store._configure_sqlite = configure_with_cache
+
+
 def main() -> int:
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
@@ -163,10 +184,15 @@ def main() -> int:
     parser.add_argument(
         "--trim", action="store_true", help="call malloc_trim(0) before each sample"
     )
+    parser.add_argument(
+        "--sqlite-cache-kib", type=int, help="PRAGMA cache_size for each connection"
+    )
     args = parser.parse_args(argv[:split])
     if args.trace:
         tracemalloc.start(1)
     _count_sqlite_connections()
+    if args.sqlite_cache_kib:
+        _limit_sqlite_cache(args.sqlite_cache_kib)
     stop = threading.Event()
     thread = threading.Thread(
         target=probe,
