@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -284,6 +284,9 @@ class RuleModel(_Strict):
 
 
 class CalendarFile(_Strict):
+    # When a person last checked the file against its sources; `check` and start-up warn
+    # when a file in use was reviewed more than 90 days ago (CONTRACT: calendar files).
+    reviewed: date | None = None
     rule: list[RuleModel] = Field(default_factory=list)
 
 
