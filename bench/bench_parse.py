@@ -2,8 +2,8 @@
 
 The same feed bodies (RSS 2.0, entries with HTML descriptions of ~600 characters) are
 parsed, alternating, by: bare ``feedparser.parse`` with its defaults (HTML sanitizer on);
-bare ``feedparser.parse`` without the sanitizer; ``notifier.feeds.parse_feed`` in one
-process; and ``parse_feed`` through the pool the daemon uses (``notifier.parsing.ParsePool``,
+bare ``feedparser.parse`` without the sanitizer; ``notifier.sources.rss.parse_feed`` in one
+process; and ``parse_feed`` through the pool the daemon uses (``notifier.sources.pool.ParsePool``,
 one worker per core, fed from the event loop). Entries per second, medians over the rounds.
 
     python bench/bench_parse.py [--feeds 40] [--entries 50] [--rounds 3] [--quick]
@@ -23,8 +23,8 @@ import feedparser  # type: ignore[import-untyped]
 from _common import median, show, write_result
 from peers import feed_body
 
-from notifier.feeds import parse_feed
-from notifier.parsing import ParsePool
+from notifier.sources.pool import ParsePool
+from notifier.sources.rss import parse_feed
 
 
 def bare(body: bytes, *, sanitize: bool) -> int:

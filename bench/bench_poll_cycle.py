@@ -22,9 +22,9 @@ from typing import Any
 from _common import feed_tables, median, show, write_result
 from peers import FeedServer
 
-from notifier.app import App
 from notifier.config import load_config
 from notifier.errors import NotifierError
+from notifier.runtime.runtime import App
 
 
 def write_config(folder: Path, *, feeds: FeedServer, count: int) -> Path:

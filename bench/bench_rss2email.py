@@ -139,9 +139,9 @@ def sample_message() -> bytes:
     """One of the emails the timed pass sends, built the way the system builds it."""
     from peers import entry_html
 
-    from notifier.channels.email import build_mime
-    from notifier.model import EmailMessage, Event
-    from notifier.render import Renderer
+    from notifier.core.model import EmailMessage, Event
+    from notifier.delivery.channels.email import build_mime
+    from notifier.delivery.render import Renderer
 
     renderer = Renderer(override_dir=None, timezone=UTC_ZONE())
     event = Event(

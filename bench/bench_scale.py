@@ -1,6 +1,6 @@
 """Benchmark 6: scale and memory.
 
-(a) Matching: ``notifier.matching.SubscriberIndex`` over 1,000, 10,000 and 100,000
+(a) Matching: ``notifier.core.matching.SubscriberIndex`` over 1,000, 10,000 and 100,000
 subscribers with mixed filters (origins, HTS prefixes, keywords, event globs, none),
 queried with a mix of rule and feed-entry events: time per event, index build time and
 the index's memory. (b) The daemon's peak RSS (VmHWM) with 1,000 feeds (a local server
@@ -28,8 +28,8 @@ from _common import median, notifier_command, percentile, show, write_result
 from peers import FeedServer, children_of, peak_rss_kib
 
 from notifier.config import SubscriberSection
-from notifier.matching import SubscriberIndex
-from notifier.model import Event
+from notifier.core.matching import SubscriberIndex
+from notifier.core.model import Event
 
 ORIGINS = ["CN", "JP", "MX", "CA", "DE", "VN", "IN", "KR", "BR", "TW", "TH", "GB", "FR", "IT"]
 HTS = ["72", "73", "76", "8708", "8703", "8541", "8542", "9403", "4407", "7403", "870829"]

@@ -27,8 +27,8 @@ from _common import median, new_secret, rule_toml, show, write_result
 from peers import WebhookReceiver
 from standardwebhooks import Webhook
 
-from notifier.app import App
 from notifier.config import load_config
+from notifier.runtime.runtime import App
 
 CONCURRENCY = 50  # [delivery] concurrency, the default
 

@@ -30,7 +30,7 @@ PARSE_CAP_S = 90.0  # the daemon gives up at 60 s; we watch a little longer
 
 _CHILD = """
 import sys, time
-from notifier.feeds import parse_feed
+from notifier.sources.rss import parse_feed
 from notifier.errors import FetchError
 body = open(sys.argv[1], "rb").read()
 start = time.perf_counter()

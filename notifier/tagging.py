@@ -49,8 +49,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from notifier.core.model import Tags
 from notifier.errors import ConfigError
-from notifier.model import Tags
 from notifier.resources import shipped_path
 
 __all__ = ["Gazetteer", "Tagger", "default_gazetteer_path", "load_gazetteer"]

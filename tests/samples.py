@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from notifier.model import Entry, Event, Rule, Tags, stable_id
+from notifier.core.model import Entry, Event, Rule, Tags, stable_id
 
 EDT = timezone(timedelta(hours=-4))
 EST = timezone(timedelta(hours=-5))

@@ -23,8 +23,8 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from notifier.core.model import Delivery, Entry, Event, Rule
 from notifier.errors import StoreError
-from notifier.model import Delivery, Entry, Event, Rule
 from notifier.store import schema as t
 from notifier.store.retention import ENTRY_REFRESH, Pruned, prune
 

@@ -178,7 +178,7 @@ class ShortParseDeadlineDaemon(Daemon):
     async def spawn(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         code = (
-            "import sys, notifier.pipeline as p; p.PARSE_TIMEOUT_S = 2.0; "
+            "import sys, notifier.runtime.jobs as p; p.PARSE_TIMEOUT_S = 2.0; "
             "from notifier.cli import main; sys.exit(main(sys.argv[1:]))"
         )
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0

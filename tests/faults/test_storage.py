@@ -207,6 +207,8 @@ async def test_disk_full_when_a_sent_delivery_is_recorded_is_reported_and_recove
     log = daemon.log()
     assert "Task exception was never retrieved" not in log
     assert any(
-        "notifier.outbox" in line and "could not be recorded" in line and "disk is full" in line
+        "notifier.delivery.outbox" in line
+        and "could not be recorded" in line
+        and "disk is full" in line
         for line in log.splitlines()
     ), log[-3000:]

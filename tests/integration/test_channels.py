@@ -15,15 +15,15 @@ import aiohttp
 import pytest
 from standardwebhooks import Webhook
 
-from notifier.channels.email import SUBJECT_MAX_CHARS, SmtpChannel, build_mime
-from notifier.channels.maildir import MaildirChannel, maildir_name
-from notifier.channels.webhook import (
+from notifier.core.model import EmailMessage, WebhookMessage
+from notifier.delivery.channels.email import SUBJECT_MAX_CHARS, SmtpChannel, build_mime
+from notifier.delivery.channels.maildir import MaildirChannel, maildir_name
+from notifier.delivery.channels.webhook import (
     RETRY_AFTER_MAX_S,
     WebhookChannel,
     classify_status,
     parse_retry_after,
 )
-from notifier.model import EmailMessage, WebhookMessage
 from tests.peers.smtp import DROP, HANG, SmtpPeer
 from tests.peers.webhook import Reply, WebhookPeer
 

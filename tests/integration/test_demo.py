@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from notifier.cli import main
+from notifier.cli.demo import END, START, STORY, story_instants
 from notifier.config import load_calendar
-from notifier.demo import END, START, STORY, story_instants
 from notifier.resources import shipped_path
 
 # A sanity bound only: the demo promises < 30 s; loaded CI machines get some slack.

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from notifier.app import App
 from notifier.cli import main
 from notifier.config import load_config
+from notifier.runtime.runtime import App
 from tests.conftest import FakeClock, WriteConfig, new_secret
 from tests.peers.feeds import FeedItem, FeedServer
 from tests.peers.smtp import SmtpPeer

@@ -21,7 +21,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from notifier.errors import FetchError
-from notifier.feeds import fetch_feed, parse_feed
+from notifier.sources.http import fetch_feed
+from notifier.sources.rss import parse_feed
 
 FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>FR</title>
 <item><title>Adjusting Imports of Automobile Parts</title>

@@ -13,8 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from notifier.config import FeedSection
-from notifier.health import HealthServer, store_status
-from notifier.metrics import Metrics
+from notifier.runtime.health import HealthServer, store_status
+from notifier.runtime.metrics import Metrics
 from notifier.store import Store
 
 NOW = datetime(2025, 5, 3, 12, 0, tzinfo=UTC)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from notifier.app import App, OnceReport
 from notifier.config import load_config
+from notifier.runtime.runtime import App, OnceReport
 from tests.conftest import FakeClock, WriteConfig, new_secret
 from tests.peers.feeds import FeedItem, FeedServer
 from tests.peers.smtp import SmtpPeer
@@ -384,9 +384,9 @@ async def test_one_click_unsubscribe_stops_that_address_only(
 ) -> None:
     import aiohttp
 
-    from notifier.health import HealthServer
-    from notifier.metrics import Metrics
-    from notifier.unsubscribe import apply_unsubscribe
+    from notifier.delivery.unsubscribe import apply_unsubscribe
+    from notifier.runtime.health import HealthServer
+    from notifier.runtime.metrics import Metrics
 
     await once(setup, clock)
     feeds.feeds["news"].append(FeedItem("u1", "Japan auto parts tariff notice"))

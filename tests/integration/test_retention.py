@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from notifier.app import App
 from notifier.config import load_config
-from notifier.daemon import Daemon
+from notifier.core.model import Delivery, Event
 from notifier.errors import ConfigError
-from notifier.model import Delivery, Event
+from notifier.runtime.daemon import Daemon
+from notifier.runtime.runtime import App
 from notifier.store import AttemptRecord, Store
 from notifier.store import schema as t
 from notifier.store.retention import prune

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from notifier.model import EVENT_TYPES
-from notifier.render import Renderer
+from notifier.core.model import EVENT_TYPES
+from notifier.delivery.render import Renderer
 from tests.samples import sample_events
 
 CHROMIUM = Path("/usr/bin/chromium")

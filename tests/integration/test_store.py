@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from notifier.model import Delivery, Event
+from notifier.core.model import Delivery, Event
 from notifier.store import AttemptRecord, Store
 from notifier.store import schema as t
 from tests.conftest import absolute

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.calendar import all_transitions, diff_calendar, due_transitions, transition_event
-from notifier.model import Rule
+from notifier.core.calendar import all_transitions, diff_calendar, due_transitions, transition_event
+from notifier.core.model import Rule
 
 PARTS = Rule(
     id="us-232-auto-parts",

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import icalendar
 import pytest
 
-from notifier.calendar_view import window
 from notifier.cli import main
+from notifier.cli.calendar_view import window
 
 NY = ZoneInfo("America/New_York")
 

@@ -20,9 +20,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from notifier.core.entries import diff_entries
+from notifier.core.model import Entry
 from notifier.errors import FetchError
-from notifier.feeds import ParseResult, diff_entries, parse_feed
-from notifier.model import Entry
+from notifier.sources.rss import ParseResult, parse_feed
 
 FR = "https://www.federalregister.gov/documents"
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from notifier.config import SubscriberSection
-from notifier.matching import SubscriberIndex, compile_filter
-from notifier.model import EVENT_TYPES, Event
+from notifier.core.matching import SubscriberIndex, compile_filter
+from notifier.core.model import EVENT_TYPES, Event
 
 NOW = datetime(2025, 5, 3, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from notifier import memory
+from notifier.runtime import memory
 
 glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
 
@@ -20,7 +20,7 @@ def test_the_arena_cap_is_set_and_passed_to_child_processes() -> None:
     # this test process's environment.
     code = (
         "import os, subprocess, sys\n"
-        "from notifier.memory import limit_malloc_arenas\n"
+        "from notifier.runtime.memory import limit_malloc_arenas\n"
         "assert limit_malloc_arenas() is True\n"
         "out = subprocess.run([sys.executable, '-c', "
         "'import os; print(os.environ[\"MALLOC_ARENA_MAX\"])'], capture_output=True, text=True)\n"
@@ -35,7 +35,7 @@ def test_the_arena_cap_is_set_and_passed_to_child_processes() -> None:
 
 @glibc
 def test_an_arena_cap_set_by_the_operator_wins() -> None:
-    code = "from notifier.memory import limit_malloc_arenas; print(limit_malloc_arenas())"
+    code = "from notifier.runtime.memory import limit_malloc_arenas; print(limit_malloc_arenas())"
     env = {**os.environ, "MALLOC_ARENA_MAX": "4"}
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True

@@ -10,9 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from notifier.errors import ConfigError
-from notifier.model import EVENT_TYPES, Entry, Rule, Tags
-from notifier.render import (
+from notifier.core.model import EVENT_TYPES, Entry, Rule, Tags
+from notifier.delivery.render import (
     REQUIRED_TEMPLATES,
     Renderer,
     duration_words,
@@ -20,6 +19,7 @@ from notifier.render import (
     hts_label,
     origins_label,
 )
+from notifier.errors import ConfigError
 from tests.samples import (
     AUTO_PARTS,
     UPI_ENTRY,
@@ -308,7 +308,7 @@ def test_check_compiles_every_shipped_template(renderer: Renderer) -> None:
 
 
 def test_missing_required_template_is_a_config_error(tmp_path: Path, monkeypatch) -> None:
-    from notifier import render
+    from notifier.delivery import render
 
     monkeypatch.setattr(render.resources, "shipped_path", lambda name: tmp_path)
     with pytest.raises(ConfigError, match="template not found"):

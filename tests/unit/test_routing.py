@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from notifier.config import SubscriberSection
-from notifier.model import Event
-from notifier.routing import next_attempt, next_digest_at, plan_deliveries
+from notifier.core.model import Event
+from notifier.core.planning import next_attempt, next_digest_at, plan_deliveries
 
 NY = ZoneInfo("America/New_York")
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from notifier.core.model import Tags
 from notifier.errors import ConfigError
-from notifier.model import Tags
 from notifier.tagging import Tagger, default_gazetteer_path, load_gazetteer
 
 LABELLED = Path(__file__).resolve().parent.parent / "data" / "tagging_labelled.toml"

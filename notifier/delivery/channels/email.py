@@ -43,8 +43,8 @@ from typing import Literal
 
 import aiosmtplib
 
-from notifier.channels.base import clip_detail
-from notifier.model import EmailMessage, SendResult
+from notifier.core.model import EmailMessage, SendResult
+from notifier.delivery.channels.base import clip_detail
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 from standardwebhooks import Webhook
 
-from notifier.channels.base import clip_detail
-from notifier.model import SendResult, WebhookMessage
+from notifier.core.model import SendResult, WebhookMessage
+from notifier.delivery.channels.base import clip_detail
 
 log = logging.getLogger(__name__)
 

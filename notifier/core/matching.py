@@ -22,7 +22,7 @@ from fnmatch import fnmatchcase
 from itertools import compress
 
 from notifier.config import SubscriberSection
-from notifier.model import EVENT_TYPES, Event
+from notifier.core.model import EVENT_TYPES, Event
 
 # bytes.translate table turning an ASCII "0"/"1" string into 0/1 octets for compress().
 _BITS = bytes.maketrans(b"01", b"\x00\x01")

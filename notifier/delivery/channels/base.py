@@ -1,7 +1,7 @@
 """The one seam every delivery channel implements.
 
 A channel turns one rendered message into one delivery attempt and says what happened as
-a :class:`~notifier.model.SendResult`: ``sent``, ``retry`` (a later attempt may succeed;
+a :class:`~notifier.core.model.SendResult`: ``sent``, ``retry`` (a later attempt may succeed;
 ``retry_after_s`` when the peer said when) or ``failed`` (final). Delivery failures are
 results, never exceptions, so one bad endpoint cannot break the outbox loop; and a
 result's ``detail`` never carries a password or webhook secret, because it is stored in
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol, TypeVar
 
-from notifier.model import EmailMessage, SendResult, WebhookMessage
+from notifier.core.model import EmailMessage, SendResult, WebhookMessage
 
 M = TypeVar("M", bound=EmailMessage | WebhookMessage, contravariant=True)
 

@@ -10,7 +10,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from notifier.config import SubscriberSection
-from notifier.model import Delivery, Event
+from notifier.core.model import Delivery, Event
 
 _WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 

@@ -121,10 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    from notifier import commands
+    from notifier.cli import commands
 
     if args.command == "demo":
-        from notifier.demo import run_demo
+        from notifier.cli.demo import run_demo
 
         return run_demo()
     config = load(args)

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from notifier.errors import FetchError
 
-log = logging.getLogger("notifier.parsing")
+log = logging.getLogger("notifier.sources.pool")
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ def _die_with_parent() -> None:
 
 
 def _warm_up() -> None:
-    import notifier.feeds  # noqa: F401  (feedparser and friends, imported once)
+    import notifier.sources.rss  # noqa: F401  (feedparser and friends, imported once)
 
 
 class ParsePool:

@@ -15,9 +15,9 @@ import os
 import secrets
 from pathlib import Path
 
-from notifier.channels.base import clip_detail
-from notifier.channels.email import build_mime
-from notifier.model import EmailMessage, SendResult
+from notifier.core.model import EmailMessage, SendResult
+from notifier.delivery.channels.base import clip_detail
+from notifier.delivery.channels.email import build_mime
 
 
 def maildir_name(message_id: str) -> str:

@@ -21,15 +21,15 @@ import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 
 from notifier.config import Config
+from notifier.delivery.outbox import Channels, DrainReport, Outbox, build_channels, worker_name
+from notifier.delivery.render import Renderer
 from notifier.errors import NotifierError, StoreError
-from notifier.outbox import Channels, DrainReport, Outbox, build_channels, worker_name
-from notifier.parsing import ParsePool
-from notifier.pipeline import PassReport, Pipeline, utc_now
-from notifier.render import Renderer
+from notifier.runtime.jobs import PassReport, Pipeline, utc_now
+from notifier.sources.pool import ParsePool
 from notifier.store import Pruned, Store
 from notifier.tagging import Tagger, default_gazetteer_path
 
-log = logging.getLogger("notifier.app")
+log = logging.getLogger("notifier.runtime.runtime")
 
 # Polls in flight at once in a pass (each is mostly waiting on the network).
 POLL_CONCURRENCY = 32

@@ -17,7 +17,7 @@ from datetime import datetime
 from notifier.config import Config
 from notifier.store import Store
 
-log = logging.getLogger("notifier.unsubscribe")
+log = logging.getLogger("notifier.delivery.unsubscribe")
 
 
 def unsubscribe_token(secret: str, subscriber_id: str, target: str) -> str:

@@ -21,13 +21,8 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
-from notifier.channels.base import Channel
-from notifier.channels.email import SmtpChannel
-from notifier.channels.maildir import MaildirChannel
-from notifier.channels.webhook import WebhookChannel
 from notifier.config import Config, SubscriberSection, subscriber_hash
-from notifier.errors import NotifierError
-from notifier.model import (
+from notifier.core.model import (
     Delivery,
     EmailMessage,
     Event,
@@ -35,12 +30,17 @@ from notifier.model import (
     WebhookMessage,
     stable_id,
 )
-from notifier.render import Renderer
-from notifier.routing import next_attempt
+from notifier.core.planning import next_attempt
+from notifier.delivery.channels.base import Channel
+from notifier.delivery.channels.email import SmtpChannel
+from notifier.delivery.channels.maildir import MaildirChannel
+from notifier.delivery.channels.webhook import WebhookChannel
+from notifier.delivery.render import Renderer
+from notifier.delivery.unsubscribe import unsubscribe_secret, unsubscribe_token
+from notifier.errors import NotifierError
 from notifier.store import AttemptRecord, Store
-from notifier.unsubscribe import unsubscribe_secret, unsubscribe_token
 
-log = logging.getLogger("notifier.outbox")
+log = logging.getLogger("notifier.delivery.outbox")
 
 DEFAULT_SENDER = "tariff-notifier <tariff-notifier@localhost>"
 

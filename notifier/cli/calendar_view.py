@@ -30,9 +30,9 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 
-from notifier.calendar import Transition, all_transitions
 from notifier.config import Config, format_duration
-from notifier.model import isoformat_z
+from notifier.core.calendar import Transition, all_transitions
+from notifier.core.model import isoformat_z
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 

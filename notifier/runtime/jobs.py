@@ -18,18 +18,20 @@ from typing import Any, Literal
 
 import aiohttp
 
-from notifier.calendar import diff_calendar, due_transitions, transition_event
 from notifier.config import Config, FeedSection, subscriber_hash
+from notifier.core.calendar import diff_calendar, due_transitions, transition_event
+from notifier.core.entries import diff_entries
+from notifier.core.matching import SubscriberIndex
+from notifier.core.model import Entry, Event, stable_id
+from notifier.core.planning import plan_deliveries
 from notifier.errors import FetchError, NotifierError
-from notifier.feeds import FetchResult, diff_entries, fetch_feed, parse_feed
-from notifier.matching import SubscriberIndex
-from notifier.model import Entry, Event, stable_id
-from notifier.parsing import ParsePool
-from notifier.routing import plan_deliveries
+from notifier.sources.http import FetchResult, fetch_feed
+from notifier.sources.pool import ParsePool
+from notifier.sources.rss import parse_feed
 from notifier.store import FeedState, Store, UnchangedPoll
 from notifier.tagging import Tagger
 
-log = logging.getLogger("notifier.pipeline")
+log = logging.getLogger("notifier.runtime.jobs")
 
 Clock = Callable[[], datetime]
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from notifier.config import format_duration
-from notifier.model import Event, Rule, stable_id
+from notifier.core.model import Event, Rule, stable_id
 
 TransitionKind = Literal["reminder", "effective", "expired"]
 

@@ -25,18 +25,18 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
-from notifier.app import App, build_renderer, build_tagger
-from notifier.calendar import all_transitions
 from notifier.config import Config, FeedSection, format_duration, load_config
+from notifier.core.calendar import all_transitions
+from notifier.core.model import Delivery
+from notifier.delivery.unsubscribe import apply_unsubscribe
 from notifier.errors import NotifierError
-from notifier.health import HealthServer, store_status
-from notifier.memory import limit_malloc_arenas, release_free_memory
-from notifier.metrics import Metrics
-from notifier.model import Delivery
-from notifier.pipeline import PassReport, utc_now
-from notifier.unsubscribe import apply_unsubscribe
+from notifier.runtime.health import HealthServer, store_status
+from notifier.runtime.jobs import PassReport, utc_now
+from notifier.runtime.memory import limit_malloc_arenas, release_free_memory
+from notifier.runtime.metrics import Metrics
+from notifier.runtime.runtime import App, build_renderer, build_tagger
 
-log = logging.getLogger("notifier.daemon")
+log = logging.getLogger("notifier.runtime.daemon")
 
 # How long in-flight deliveries may run on SIGTERM before they are left queued; the
 # contract allows 10 s to exit, the rest is for closing connections and the store.

@@ -9,14 +9,14 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from notifier.app import App, build_renderer, build_tagger, sqlite_exists
 from notifier.config import Config
+from notifier.core.matching import SubscriberIndex
+from notifier.core.model import Delivery, Event, Rule, isoformat_z
+from notifier.core.planning import plan_deliveries
+from notifier.delivery.outbox import build_channels
 from notifier.errors import ConfigError
 from notifier.logs import register_secrets
-from notifier.matching import SubscriberIndex
-from notifier.model import Delivery, Event, Rule, isoformat_z
-from notifier.outbox import build_channels
-from notifier.routing import plan_deliveries
+from notifier.runtime.runtime import App, build_renderer, build_tagger, sqlite_exists
 from notifier.store import Store
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -263,13 +263,13 @@ def migrate(config: Config, args: argparse.Namespace) -> int:
 
 
 def calendar(config: Config, args: argparse.Namespace) -> int:
-    from notifier.calendar_view import show_calendar
+    from notifier.cli.calendar_view import show_calendar
 
     return show_calendar(config, args)
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
     _secrets(config)
-    from notifier.daemon import run_daemon
+    from notifier.runtime.daemon import run_daemon
 
     return run_daemon(config, args)

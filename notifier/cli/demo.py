@@ -3,7 +3,7 @@
 Everything a real deployment talks to runs in this process on 127.0.0.1: a news feed whose
 articles appear as a simulated clock passes their dates, an SMTP sink (aiosmtpd) and an
 ERP webhook receiver that checks every Standard Webhooks signature. The notifier itself
-is the real one (:class:`notifier.app.App`, one pass per instant, the shipped calendar),
+is the real one (:class:`notifier.runtime.runtime.App`, one pass per instant, the shipped calendar),
 so the demo shows what a subscriber would have received, on the day they would have.
 
 The articles are written for this demo in the style of the wire services and agencies
@@ -34,11 +34,11 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from standardwebhooks import Webhook
 
-from notifier.app import App
-from notifier.calendar import all_transitions
 from notifier.config import load_config
-from notifier.model import Rule
+from notifier.core.calendar import all_transitions
+from notifier.core.model import Rule
 from notifier.resources import shipped_path
+from notifier.runtime.runtime import App
 
 EASTERN = ZoneInfo("America/New_York")
 START = datetime(2025, 4, 16, 12, 0, tzinfo=EASTERN)  # the silent baseline

@@ -19,12 +19,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
 from notifier.config import FeedSection
+from notifier.core.model import isoformat_z
 from notifier.errors import NotifierError
-from notifier.metrics import Metrics
-from notifier.model import isoformat_z
+from notifier.runtime.metrics import Metrics
 from notifier.store import Store
 
-log = logging.getLogger("notifier.health")
+log = logging.getLogger("notifier.runtime.health")
 
 StatusFn = Callable[[], Awaitable[dict[str, Any]]]
 # (subscriber id, token) -> the unsubscribed address, or None for an invalid link.

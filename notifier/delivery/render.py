@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from notifier import resources
+from notifier.core.model import Event
 from notifier.errors import ConfigError
-from notifier.model import Event
 
 #: The templates every installation needs; ``check()`` fails when one cannot be found.
 REQUIRED_TEMPLATES = (

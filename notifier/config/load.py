@@ -1,0 +1,255 @@
+"""Loading notifier.toml and the calendar files into a :class:`Config`.
+
+Every problem becomes a :class:`ConfigError` that names the file, the key path
+(``feed[2].every``), the line where it can be found and what was expected.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from notifier.config.schema import (
+    CalendarFile,
+    ConfigModel,
+    FeedSection,
+    SubscriberSection,
+)
+from notifier.core.model import Rule
+from notifier.errors import ConfigError
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Config:
+    """A loaded config: the validated model plus where it came from."""
+
+    def __init__(
+        self, model: ConfigModel, *, path: Path, rules: list[Rule], state_base: Path | None = None
+    ) -> None:
+        self.model = model
+        self.path = path
+        self.base_dir = path.parent
+        self.rules = rules
+        # Relative state paths resolve against the config's folder, except for the
+        # config shipped inside an installed package: its state goes to the cwd.
+        self.state_base = state_base or self.base_dir
+
+    @property
+    def subscribers(self) -> list[SubscriberSection]:
+        return self.model.subscriber
+
+    @property
+    def feeds(self) -> list[FeedSection]:
+        return self.model.feed
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.model.notifier.timezone)
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def state_url(self) -> str:
+        """The SQLAlchemy URL with a relative SQLite path made absolute."""
+        url = self.model.notifier.state
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.state_base / url[len(prefix) :])
+        return url
+
+    @property
+    def state_dir(self) -> Path:
+        """Where file-based state lives (the SQLite file's folder; Maildir goes under it)."""
+        url = self.state_url
+        if url.startswith("sqlite:///") and ":memory:" not in url:
+            return Path(url[len("sqlite:///") :]).parent
+        return self.state_base / "state"
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", file=str(path)) from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        line = re.search(r"at line (\d+)", str(exc))
+        raise ConfigError(
+            f"not valid TOML: {exc}", file=str(path), line=int(line.group(1)) if line else None
+        ) from None
+
+
+def expand_env(raw: Any, *, file: str, environ: Mapping[str, str], key: str = "") -> Any:
+    """Replace ``${VAR}`` in every string; a missing variable is an error naming it."""
+    if isinstance(raw, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(
+                    f"environment variable {name} is not set (referenced as ${{{name}}})",
+                    file=file,
+                    key=key or None,
+                )
+            return environ[name]
+
+        return _ENV_REF.sub(substitute, raw)
+    if isinstance(raw, dict):
+        return {
+            k: expand_env(v, file=file, environ=environ, key=f"{key}.{k}" if key else k)
+            for k, v in raw.items()
+        }
+    if isinstance(raw, list):
+        return [
+            expand_env(v, file=file, environ=environ, key=f"{key}[{i}]") for i, v in enumerate(raw)
+        ]
+    return raw
+
+
+def _key_path(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def locate_line(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """Best-effort line of a key path in a TOML text (tomllib keeps no positions).
+
+    Understands ``[table]``, ``[[array]]`` headers and ``key = value`` lines, which is the
+    shape of our files; returns the header's line when the key itself is absent.
+    """
+    names = [p for p in loc if isinstance(p, str)]
+    if not names:
+        return None
+    table, index = names[0], next((p for p in loc[1:2] if isinstance(p, int)), None)
+    leaf = next((p for p in reversed(loc) if isinstance(p, str) and p != table), None)
+    header_line, seen, inside = None, -1, False
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            name = stripped.strip("[] \t").split("#")[0].strip()
+            is_array = stripped.startswith("[[")
+            if name == table:
+                seen += 1 if is_array else 0
+                inside = index is None or seen == index
+                if inside:
+                    header_line = number
+            else:
+                inside = False
+            continue
+        if inside and leaf and re.match(rf"^{re.escape(leaf)}\s*=", stripped):
+            return number
+    return header_line
+
+
+def _raise_validation(exc: ValidationError, *, file: str, text: str) -> None:
+    error = exc.errors()[0]
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling against the documentation)"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    elif "input" in error and error["type"] not in ("value_error",):
+        message += f" (got {error['input']!r})"
+    count = len(exc.errors())
+    if count > 1:
+        message += f" (and {count - 1} more problem{'s' if count > 2 else ''})"
+    raise ConfigError(
+        message, file=file, key=_key_path(loc) or None, line=locate_line(text, loc)
+    ) from None
+
+
+def _check_unique(items: list[Any], *, table: str, file: str, text: str) -> None:
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if item.id in seen:
+            raise ConfigError(
+                f"duplicate id {item.id!r} (also {table}[{seen[item.id]}])",
+                file=file,
+                key=f"{table}[{index}].id",
+                line=locate_line(text, (table, index, "id")),
+            )
+        seen[item.id] = index
+
+
+def load_calendar(paths: list[Path]) -> list[Rule]:
+    """Load calendar files; rule ids must be unique across all of them."""
+    rules: list[Rule] = []
+    origin: dict[str, str] = {}
+    for path in paths:
+        raw, text = _read_toml(path)
+        try:
+            model = CalendarFile.model_validate(raw)
+        except ValidationError as exc:
+            _raise_validation(exc, file=str(path), text=text)
+            raise  # unreachable; keeps type checkers calm
+        for index, rule in enumerate(model.rule):
+            if rule.id in origin:
+                raise ConfigError(
+                    f"duplicate rule id {rule.id!r} (also in {origin[rule.id]})",
+                    file=str(path),
+                    key=f"rule[{index}].id",
+                    line=locate_line(text, ("rule", index, "id")),
+                )
+            origin[rule.id] = str(path)
+            rules.append(rule.to_rule())
+    return rules
+
+
+def calendar_files(model: ConfigModel, *, base_dir: Path, file: str) -> list[Path]:
+    """Expand ``[calendar] paths`` globs relative to the config file's folder."""
+    found: list[Path] = []
+    for index, pattern in enumerate(model.calendar.paths):
+        full = Path(pattern).expanduser()
+        full = full if full.is_absolute() else base_dir / full
+        if glob.has_magic(str(full)):
+            found.extend(sorted(Path(p) for p in glob.glob(str(full))))
+        elif full.is_file():
+            found.append(full)
+        else:
+            raise ConfigError(
+                f"calendar file {full} does not exist",
+                file=file,
+                key=f"calendar.paths[{index}]",
+            )
+    return list(dict.fromkeys(found))
+
+
+def load_config(
+    path: Path, *, environ: Mapping[str, str] | None = None, state_base: Path | None = None
+) -> Config:
+    """Read, expand and validate a config file and every calendar file it names."""
+    raw, text = _read_toml(path)
+    raw = expand_env(raw, file=str(path), environ=os.environ if environ is None else environ)
+    try:
+        model = ConfigModel.model_validate(raw)
+    except ValidationError as exc:
+        _raise_validation(exc, file=str(path), text=text)
+        raise
+    _check_unique(model.feed, table="feed", file=str(path), text=text)
+    _check_unique(model.subscriber, table="subscriber", file=str(path), text=text)
+    rules = load_calendar(calendar_files(model, base_dir=path.parent, file=str(path)))
+    return Config(model, path=path.resolve(), rules=rules, state_base=state_base)

@@ -1,0 +1,31 @@
+"""What changed in a feed since the store's view (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from notifier.core.model import Entry
+
+
+def diff_entries(
+    seen: Mapping[str, str], entries: Sequence[Entry]
+) -> list[tuple[Literal["new", "updated"], Entry]]:
+    """What changed since the store's view: ``seen`` maps entry key -> content hash.
+
+    An unseen key is "new"; a seen key with a different hash is "updated"; the same hash
+    is nothing. Feed order is kept. When one feed repeats a key, the first entry wins
+    (feeds list newest first), so a duplicate cannot flip-flop an entry every poll.
+    """
+    changes: list[tuple[Literal["new", "updated"], Entry]] = []
+    taken: set[str] = set()
+    for entry in entries:
+        if entry.key in taken:
+            continue
+        taken.add(entry.key)
+        previous = seen.get(entry.key)
+        if previous is None:
+            changes.append(("new", entry))
+        elif previous != entry.content_hash:
+            changes.append(("updated", entry))
+    return changes
