@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 import tomllib
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ EDT = timezone(timedelta(hours=-4))
 EST = timezone(timedelta(hours=-5))
 # CBP stopped collecting IEEPA duties at 12:00 a.m. EST on 2026-02-24 (CSMS # 67834313).
 IEEPA_CUTOFF = datetime(2026, 2, 24, 0, 0, tzinfo=EST)
+# Proclamation 11021 rebuilt the steel, aluminum and copper tariffs from this instant.
+METALS_REBUILT = datetime(2026, 4, 6, 0, 1, tzinfo=EDT)
 
 
 def _rules() -> list[dict[str, Any]]:
@@ -61,7 +63,9 @@ def _is_at(value: datetime, expected: datetime) -> bool:
 def test_calendar_has_only_rule_tables() -> None:
     with CALENDAR.open("rb") as handle:
         raw = tomllib.load(handle)
-    assert set(raw) == {"rule"}
+    # Besides the rules, only the `reviewed` date (CONTRACT: calendar files).
+    assert set(raw) == {"reviewed", "rule"}
+    assert isinstance(raw["reviewed"], date) and not isinstance(raw["reviewed"], datetime)
     assert len(raw["rule"]) >= 20
 
 
@@ -133,13 +137,16 @@ def test_hts_are_digit_prefixes_or_star(rules: list[dict[str, Any]]) -> None:
             assert code == "*" or re.fullmatch(r"\d{2,10}", code), (rule["id"], code)
 
 
-def test_status_values_and_the_paused_pharma_announcement(
+def test_status_values_and_the_pharma_tariff_no_longer_paused(
     rules: list[dict[str, Any]], by_id: dict[str, dict[str, Any]]
 ) -> None:
     for rule in rules:
         assert rule["status"] in {"scheduled", "paused", "revoked"}, rule["id"]
-    assert by_id["us-pharma"]["status"] == "paused"
-    assert by_id["us-pharma"]["hts"] == ["30"]
+    # The 2025 announcement was paused; Proclamation 11020 (2026-04-02) imposed the tariff.
+    pharma = by_id["us-pharma"]
+    assert pharma["status"] == "scheduled"
+    assert "11020" in pharma["basis"]
+    assert {"3002", "3003", "3004"} <= set(pharma["hts"])
 
 
 def test_sources_are_https_links_to_known_publishers(rules: list[dict[str, Any]]) -> None:
@@ -263,10 +270,15 @@ def test_every_ieepa_duty_ends_with_the_supreme_court_ruling(
     for rule in ieepa_duties:
         assert "ends" in rule, rule["id"]
         assert rule["ends"] <= IEEPA_CUTOFF, rule["id"]
-    # Section 232 actions are not touched by the ruling.
+    # Section 232 actions are not touched by the ruling; the only later ends are the metals
+    # rules that Proclamation 11021 replaced on 2026-04-06.
+    rebuilt = {"us-232-metals-50", "us-232-metals-uk-25", "us-232-copper"}
     for rule in rules:
         if rule["basis"].startswith("Section 232") and rule["id"] != "us-232-autos-jp":
-            assert rule.get("ends") is None or rule["ends"] < IEEPA_CUTOFF, rule["id"]
+            if rule["id"] in rebuilt:
+                assert _is_at(rule["ends"], METALS_REBUILT), rule["id"]
+            else:
+                assert rule.get("ends") is None or rule["ends"] < IEEPA_CUTOFF, rule["id"]
 
 
 def test_section_122_surcharge_follows_for_150_days(by_id: dict[str, dict[str, Any]]) -> None:
@@ -336,5 +348,9 @@ def test_shipped_subscriber_sends_everything_to_the_local_inbox(
 def test_shipped_config_loads_with_the_real_loader() -> None:
     config = pytest.importorskip("notifier.config")
     loaded = config.load_config(NOTIFIER, environ={})
-    assert len(loaded.rules) == len(_rules())
+    # The shipped config loads every calendar file (us-2025.toml, us-2026.toml, ...).
+    files = sorted((CONFIG_DIR / "calendar").glob("*.toml"))
+    assert CALENDAR in files
+    count = sum(len(tomllib.loads(f.read_text(encoding="utf-8"))["rule"]) for f in files)
+    assert len(loaded.rules) == count
     assert [s.id for s in loaded.subscribers] == ["local-inbox"]
