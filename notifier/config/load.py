@@ -6,6 +6,7 @@ Every problem becomes a :class:`ConfigError` that names the file, the key path
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
@@ -21,9 +22,8 @@ from notifier.config.schema import (
     CalendarFile,
     ConfigModel,
     FeedSection,
-    SubscriberSection,
 )
-from notifier.core.model import Rule
+from notifier.core.model import Rule, Subscriber
 from notifier.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -43,9 +43,10 @@ class Config:
         # config shipped inside an installed package: its state goes to the cwd.
         self.state_base = state_base or self.base_dir
 
-    @property
-    def subscribers(self) -> list[SubscriberSection]:
-        return self.model.subscriber
+    @functools.cached_property
+    def subscribers(self) -> list[Subscriber]:
+        """The subscribers as core values (built once per loaded config)."""
+        return [section.to_subscriber() for section in self.model.subscriber]
 
     @property
     def feeds(self) -> list[FeedSection]:

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from notifier.core.durations import parse_duration
-from notifier.core.model import Rule
+from notifier.core.model import Rule, Subscriber
 
 _DIGEST = re.compile(r"^(daily|weekly (MON|TUE|WED|THU|FRI|SAT|SUN)) ([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -192,12 +192,31 @@ class SubscriberSection(_Strict):
             raise ValueError("expected `email`: a digest is sent by email")
         return self
 
+    def to_subscriber(self) -> Subscriber:
+        return Subscriber(
+            id=self.id,
+            email=tuple(self.email),
+            webhook=self.webhook,
+            secret=self.secret,
+            format=self.format,
+            origins=_optional(self.origins),
+            hts=_optional(self.hts),
+            keywords=_optional(self.keywords),
+            events=_optional(self.events),
+            digest=self.digest,
+            config_hash=subscriber_hash(self),
+        )
+
 
 def subscriber_hash(subscriber: SubscriberSection) -> str:
     """A fingerprint of one subscriber's config entry (a 410 holds until it changes)."""
     import hashlib
 
     return hashlib.sha256(subscriber.model_dump_json().encode()).hexdigest()[:16]
+
+
+def _optional(values: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(values) if values is not None else None
 
 
 class ConfigModel(_Strict):

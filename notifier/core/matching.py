@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from itertools import compress
 
-from notifier.config import SubscriberSection
-from notifier.core.model import EVENT_TYPES, Event
+from notifier.core.model import EVENT_TYPES, Event, Subscriber
 
 # bytes.translate table turning an ASCII "0"/"1" string into 0/1 octets for compress().
 _BITS = bytes.maketrans(b"01", b"\x00\x01")
@@ -32,7 +31,7 @@ _BITS = bytes.maketrans(b"01", b"\x00\x01")
 class CompiledFilter:
     """One subscriber's filters, normalised (the reference semantics, one at a time)."""
 
-    subscriber: SubscriberSection
+    subscriber: Subscriber
     types: frozenset[str]
     origins: frozenset[str] | None
     hts: tuple[str, ...] | None
@@ -62,7 +61,7 @@ class CompiledFilter:
         return True
 
 
-def compile_filter(subscriber: SubscriberSection) -> CompiledFilter:
+def compile_filter(subscriber: Subscriber) -> CompiledFilter:
     patterns = subscriber.events or ["*"]
     types = frozenset(t for t in EVENT_TYPES if any(fnmatchcase(t, p) for p in patterns))
     return CompiledFilter(
@@ -77,8 +76,8 @@ def compile_filter(subscriber: SubscriberSection) -> CompiledFilter:
 class SubscriberIndex:
     """Subscribers as bit positions, with one bitmask per filter value."""
 
-    def __init__(self, subscribers: Iterable[SubscriberSection]) -> None:
-        self._subscribers: list[SubscriberSection] = list(subscribers)
+    def __init__(self, subscribers: Iterable[Subscriber]) -> None:
+        self._subscribers: list[Subscriber] = list(subscribers)
         # Positions first, masks at the end: OR-ing one bit at a time into a growing int
         # is quadratic (100,000 subscribers took 15 s to index).
         by_type: dict[str, list[int]] = defaultdict(list)
@@ -147,7 +146,7 @@ class SubscriberIndex:
                 mask |= bits
         return mask
 
-    def match(self, event: Event) -> list[SubscriberSection]:
+    def match(self, event: Event) -> list[Subscriber]:
         """The subscribers whose filters all accept the event, in config order."""
         mask = self._by_type.get(event.type, 0)
         if mask:

@@ -162,6 +162,32 @@ class Event:
         return "rule" if self.type.startswith("tariff.rule.") else "entry"
 
 
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """One ``[[subscriber]]``: where to send and what it wants (filters combine with AND).
+
+    A filter that is ``None`` matches everything. ``config_hash`` fingerprints the config
+    entry: a 410 Gone blocks an endpoint until the entry changes (CONTRACT.md).
+    """
+
+    id: str
+    email: tuple[str, ...] = ()
+    webhook: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    format: Literal["standard", "slack"] = "standard"
+    origins: tuple[str, ...] | None = None
+    hts: tuple[str, ...] | None = None
+    keywords: tuple[str, ...] | None = None
+    events: tuple[str, ...] | None = None
+    digest: str | None = None
+    config_hash: str = ""
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Every address and endpoint of this subscriber."""
+        return (*self.email, *((self.webhook,) if self.webhook else ()))
+
+
 DeliveryStatus = Literal["queued", "sent", "failed", "dead"]
 Channel = Literal["email", "webhook"]
 
@@ -192,13 +218,23 @@ class Delivery:
         return "dlv_" + stable_id(event_id, subscriber_id, channel, target)
 
 
+Outcome = Literal["sent", "retry", "failed", "gone"]
+
+
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """What a channel says about one attempt."""
+    """What a channel says about one attempt.
 
-    outcome: Literal["sent", "retry", "failed"]
+    ``sent``; ``retry`` (a later attempt may succeed, ``retry_after_s`` when the peer said
+    when); ``failed`` (final for this delivery); ``gone`` (final, and the endpoint is gone:
+    410, so nothing more goes to it until its config entry changes). ``sha256`` is the hash
+    of the exact bytes put on the wire (the ledger's record of which version was sent).
+    """
+
+    outcome: Outcome
     detail: str = ""
     retry_after_s: float | None = None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

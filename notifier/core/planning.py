@@ -9,8 +9,7 @@ from collections.abc import Container, Sequence
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from notifier.config import SubscriberSection
-from notifier.core.model import Delivery, Event
+from notifier.core.model import Delivery, Event, Subscriber
 
 _WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 
@@ -38,7 +37,7 @@ def next_digest_at(spec: str, *, after: datetime, zone: ZoneInfo) -> datetime:
 
 def plan_deliveries(
     event: Event,
-    subscribers: Sequence[SubscriberSection],
+    subscribers: Sequence[Subscriber],
     *,
     now: datetime,
     zone: ZoneInfo,

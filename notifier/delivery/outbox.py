@@ -21,12 +21,13 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
-from notifier.config import Config, SubscriberSection, subscriber_hash
+from notifier.config import Config
 from notifier.core.model import (
     Delivery,
     EmailMessage,
     Event,
     SendResult,
+    Subscriber,
     WebhookMessage,
     stable_id,
 )
@@ -146,10 +147,10 @@ class Outbox:
             waits += -(-delivery.concurrency // self.config.model.smtp.pool_size)
         return delivery.timeout * (waits + 1) + timedelta(seconds=5)
 
-    def _subscriber(self, subscriber_id: str) -> SubscriberSection | None:
+    def _subscriber(self, subscriber_id: str) -> Subscriber | None:
         return self._subscribers.get(subscriber_id)
 
-    async def _unsubscribe_url(self, sub: SubscriberSection, target: str) -> str | None:
+    async def _unsubscribe_url(self, sub: Subscriber, target: str) -> str | None:
         base = self.config.model.notifier.public_url
         if not base:
             return None
@@ -267,7 +268,7 @@ class Outbox:
                     await self.store.mark_gone(
                         delivery.subscriber_id,
                         delivery.target,
-                        config_hash=subscriber_hash(sub) if sub else "",
+                        config_hash=sub.config_hash if sub else "",
                         now=now,
                     )
                 except NotifierError as exc:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import aiohttp
 
-from notifier.config import Config, FeedSection, subscriber_hash
+from notifier.config import Config, FeedSection
 from notifier.core.calendar import diff_calendar, due_transitions, transition_event
 from notifier.core.entries import diff_entries
 from notifier.core.matching import SubscriberIndex
@@ -233,7 +233,7 @@ class Pipeline:
         rarely; an unsubscribe also fails what is already queued for the address)."""
         loop_now = asyncio.get_running_loop().time()
         if self._blocked is None or loop_now - self._blocked[0] > BLOCKED_TTL_S:
-            hashes = {s.id: subscriber_hash(s) for s in self.config.subscribers}
+            hashes = {s.id: s.config_hash for s in self.config.subscribers}
             self._blocked = (loop_now, await self.store.blocked_targets(hashes))
         return self._blocked[1]
 

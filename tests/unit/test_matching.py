@@ -10,13 +10,14 @@ from hypothesis import strategies as st
 
 from notifier.config import SubscriberSection
 from notifier.core.matching import SubscriberIndex, compile_filter
-from notifier.core.model import EVENT_TYPES, Event
+from notifier.core.model import EVENT_TYPES, Event, Subscriber
 
 NOW = datetime(2025, 5, 3, tzinfo=UTC)
 
 
-def sub(sid: str, **filters: object) -> SubscriberSection:
-    return SubscriberSection(id=sid, email=[f"{sid}@example.com"], **filters)  # type: ignore[arg-type]
+def sub(sid: str, **filters: object) -> Subscriber:
+    section = SubscriberSection(id=sid, email=[f"{sid}@example.com"], **filters)  # type: ignore[arg-type]
+    return section.to_subscriber()
 
 
 def rule_event(origins: tuple[str, ...], hts: tuple[str, ...], kind: str = "effective") -> Event:

@@ -55,7 +55,7 @@ def test_one_delivery_per_address_digest_for_email_only_and_blocked_skipped() ->
         webhook="https://erp.example.com/h",
         secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         digest="daily 08:00",
-    )
+    ).to_subscriber()
     planned = plan_deliveries(event, [sub], now=now, zone=NY, blocked={("desk", "b@example.com")})
     assert [(d.channel, d.target) for d in planned] == [
         ("email", "a@example.com"),
