@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -130,17 +130,58 @@ class DeliverySection(_Strict):
     concurrency: int = Field(default=50, ge=1, le=10_000)
 
 
+_MAX_CHANGES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
+
+
+def _check_max_changes(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return str(value)
+    if isinstance(value, str) and (match := _MAX_CHANGES.match(value)):
+        number = float(match.group(1))
+        if number > 0 and (not match.group(2) or number <= 100):
+            return value.strip()
+    raise ValueError(
+        f'expected a count like 50 or a share like "25%" of the entries known, got {value!r}'
+    )
+
+
+MaxChanges = Annotated[str, BeforeValidator(_check_max_changes)]
+
+
 class FeedSection(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     url: HttpUrl
+    kind: Literal["rss", "federal-register", "federal-register-inspection", "csms", "hts"] = "rss"
     every: Duration = timedelta(minutes=15)
     timeout: Duration = timedelta(seconds=30)
     max_bytes: int = Field(default=10 * 2**20, ge=1024)
     title: str | None = None
+    # Source health (CONTRACT "Trust"): consecutive failures before source.failing, and
+    # how long without a successful poll (default 4 x every, at least a day).
+    alert_after: int = Field(default=3, ge=1)
+    stale_after: Duration | None = None
+    # A poll that would emit more is held for an operator (default "25%", at least 20).
+    max_changes: MaxChanges = "25%"
+
+    @property
+    def stale_limit(self) -> timedelta:
+        return self.stale_after or max(self.every * 4, timedelta(days=1))
+
+    def change_limit(self, known: int) -> int:
+        """The most events one poll may emit before it is held, for ``known`` items."""
+        text = self.max_changes
+        if text.endswith("%"):
+            share = float(text[:-1]) / 100
+            limit = int(known * share)
+            return max(limit, 20) if self.max_changes == "25%" else max(limit, 1)
+        return int(float(text))
 
 
 class CalendarSection(_Strict):
     paths: list[str] = Field(default_factory=lambda: ["calendar/*.toml"])
+    # Calendar files served over HTTP(S), same schema, polled with conditional GET.
+    urls: list[HttpUrl] = Field(default_factory=list)
+    every: Duration = timedelta(hours=1)
     remind: list[Duration] = Field(default_factory=lambda: [timedelta(days=7), timedelta(days=1)])
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from notifier.core.model import Entry
 
@@ -28,4 +28,17 @@ def diff_entries(
             changes.append(("new", entry))
         elif previous != entry.content_hash:
             changes.append(("updated", entry))
+    return changes
+
+
+def entry_changes(previous: tuple[str, str, str] | None, entry: Entry) -> list[dict[str, Any]]:
+    """Field-level diff of an updated entry against what the store kept of it."""
+    if previous is None:
+        return []
+    _, title, summary = previous
+    changes = []
+    if title != entry.title:
+        changes.append({"field": "title", "from": title, "to": entry.title})
+    if summary != entry.summary:
+        changes.append({"field": "summary", "from": summary, "to": entry.summary})
     return changes

@@ -120,6 +120,10 @@ class Entry:
     published: str | None
     summary: str
     content_hash: str
+    # What a structured source knows beyond title and summary, merged into
+    # ``data.entry`` (``document`` for the Federal Register, ``csms`` for CBP bulletins,
+    # ``line`` for a schedule line). Part of ``content_hash`` where it matters.
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +132,7 @@ class Entry:
             "link": self.link,
             "published": self.published,
             "summary": self.summary,
+            **self.details,
         }
 
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from yarl import URL
 
 from notifier.errors import FetchError
+from notifier.sources.base import FetchContext, Fetched, ParseResult, Validators
 
 DEFAULT_USER_AGENT = "tariff-notifier/0.1 (+https://github.com/tariff-notifier)"
 HTTP_SCHEMES = frozenset({"http", "https"})
@@ -245,3 +247,39 @@ class _Inflater:
 
 def one_line(value: object) -> str:
     return " ".join(str(value).split())[:300]
+
+
+async def parse_fetched(
+    fetched: FetchResult,
+    validators: Validators,
+    ctx: FetchContext,
+    parser: Callable[..., ParseResult],
+    **options: Any,
+) -> Fetched:
+    """The common second half of a poll: skip parsing when the body is the last one
+    (a 304, or the same hash), else parse it off the loop with ``parser``."""
+    if fetched.status == 304 or (
+        validators.body_hash is not None and fetched.body_hash == validators.body_hash
+    ):
+        return Fetched(
+            unchanged=True,
+            etag=fetched.etag or validators.etag,
+            last_modified=fetched.last_modified or validators.last_modified,
+            body_hash=validators.body_hash if fetched.status == 304 else fetched.body_hash,
+        )
+    assert fetched.body is not None
+    parsed: ParseResult = await ctx.parse(
+        parser,
+        fetched.body,
+        content_type=fetched.content_type,
+        base_url=fetched.final_url,
+        **options,
+    )
+    return Fetched(
+        unchanged=False,
+        etag=fetched.etag,
+        last_modified=fetched.last_modified,
+        body_hash=fetched.body_hash,
+        entries=parsed.entries,
+        warning=parsed.warning,
+    )

@@ -12,30 +12,26 @@ import html
 import io
 import re
 import xml.parsers.expat
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
-from notifier.core.model import Entry, isoformat_z
+from notifier.config import FeedSection
+from notifier.core.model import Entry, Event, isoformat_z
 from notifier.errors import FetchError
-from notifier.sources.http import HTTP_SCHEMES, one_line
-
-
-@dataclass(frozen=True, slots=True)
-class ParseResult:
-    """Entries in feed order, and a warning when the feed was parsed despite defects.
-
-    ``warning`` is set for a not-well-formed feed that still yielded entries (feedparser's
-    ``bozo``) and when entries past ``max_entries`` were dropped: log it, do not fail.
-    """
-
-    entries: tuple[Entry, ...]
-    warning: str | None = None
-
+from notifier.sources.base import (
+    Change,
+    FetchContext,
+    Fetched,
+    ParseResult,
+    Tagger,
+    Validators,
+)
+from notifier.sources.events import entry_events
+from notifier.sources.http import HTTP_SCHEMES, fetch_feed, one_line, parse_fetched
 
 _TITLE_MAX_CHARS = 500
 _KEY_MAX_CHARS = 512
@@ -270,3 +266,31 @@ def _field(raw: Mapping[str, Any], key: str) -> Any:
 
 def _str(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+class RssKind:
+    """RSS 0.9x/1.0/2.0 and Atom (the default kind)."""
+
+    name: ClassVar[str] = "rss"
+    reports_removals: ClassVar[bool] = False
+
+    async def fetch(self, feed: FeedSection, validators: Validators, ctx: FetchContext) -> Fetched:
+        fetched = await fetch_feed(
+            ctx.session,
+            feed.url,
+            etag=validators.etag,
+            last_modified=validators.last_modified,
+            timeout_s=feed.timeout.total_seconds(),
+            max_bytes=feed.max_bytes,
+        )
+        return await parse_fetched(fetched, validators, ctx, parse_feed)
+
+    async def complete(
+        self, feed: FeedSection, entries: Sequence[Entry], ctx: FetchContext
+    ) -> tuple[list[Entry], set[str]]:
+        return list(entries), set()
+
+    def events(
+        self, feed: FeedSection, changes: Sequence[Change], *, now: datetime, tagger: Tagger
+    ) -> list[Event]:
+        return entry_events(feed, changes, now=now, tagger=tagger)

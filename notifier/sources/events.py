@@ -1,0 +1,64 @@
+"""``feed.entry.*`` events, shared by every kind whose items are entries (rss, the Federal
+Register, Public Inspection, CSMS). Pure: the clock reading is a parameter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from notifier.config import FeedSection
+from notifier.core.entries import entry_changes
+from notifier.core.model import Entry, Event, isoformat_z, stable_id
+from notifier.sources.base import Change, Tagger
+
+
+def entry_event(
+    feed: FeedSection,
+    entry: Entry,
+    *,
+    kind: str,
+    tagger: Tagger,
+    now: datetime,
+    changes: list[dict[str, Any]],
+) -> Event:
+    """A ``feed.entry.new|updated`` event; its id is feed + entry key + content hash."""
+    text = f"{entry.title}\n{entry.summary}"
+    reference = datetime.fromisoformat(entry.published) if entry.published else now
+    tags = tagger.tag(text, reference=reference)
+    return Event(
+        id="evt_" + stable_id(feed.id, entry.key, entry.content_hash),
+        type=f"feed.entry.{kind}",
+        timestamp=now,
+        data={
+            "feed": feed.id,
+            "feed_title": feed.title,
+            "entry": entry.to_dict(),
+            "tags": tags.to_dict(),
+            "changes": changes,
+            "detected_at": isoformat_z(now),
+        },
+        origins=tuple(tags.origins),
+        hts=tuple(tags.hts),
+        text=text,
+    )
+
+
+def entry_events(
+    feed: FeedSection, changes: Sequence[Change], *, now: datetime, tagger: Tagger
+) -> list[Event]:
+    """New and updated entries as events; entries that left the feed say nothing."""
+    return [
+        entry_event(
+            feed,
+            change.entry,
+            kind=change.kind,
+            tagger=tagger,
+            now=now,
+            changes=entry_changes(change.previous, change.entry)
+            if change.kind == "updated"
+            else [],
+        )
+        for change in changes
+        if change.kind != "removed"
+    ]
