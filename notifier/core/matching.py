@@ -63,7 +63,15 @@ class CompiledFilter:
 
 def compile_filter(subscriber: Subscriber) -> CompiledFilter:
     patterns = subscriber.events or ["*"]
-    types = frozenset(t for t in EVENT_TYPES if any(fnmatchcase(t, p) for p in patterns))
+    # source.* events are for operators: only a pattern that names them ("source.*",
+    # "source.failing") lets them through, never "*" or an absent filter (CONTRACT).
+    names_sources = any(p.startswith("source") for p in patterns)
+    types = frozenset(
+        t
+        for t in EVENT_TYPES
+        if any(fnmatchcase(t, p) for p in patterns)
+        and (names_sources or not t.startswith("source."))
+    )
     return CompiledFilter(
         subscriber=subscriber,
         types=types,

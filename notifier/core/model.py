@@ -22,6 +22,12 @@ EVENT_TYPES = (
     "tariff.rule.expired",
     "feed.entry.new",
     "feed.entry.updated",
+    "hts.line.added",
+    "hts.line.changed",
+    "hts.line.removed",
+    "source.failing",
+    "source.recovered",
+    "source.held",
 )
 
 RuleStatus = Literal["scheduled", "paused", "revoked"]
