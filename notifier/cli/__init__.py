@@ -50,9 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tariff-notifier", description=__doc__, parents=[common])
     parser.add_argument("--version", action="version", version=f"tariff-notifier {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sub.add_parser("run", parents=[common], help="the daemon, in the foreground")
+    run = sub.add_parser("run", parents=[common], help="the daemon, in the foreground")
+    run.add_argument(
+        "--health",
+        metavar="HOST:PORT",
+        help="serve /healthz, /metrics and unsubscribe links here instead of [notifier] "
+        "health (port 0: any free port, logged and shown in /healthz)",
+    )
     once = sub.add_parser("once", parents=[common], help="one pass, then exit")
     once.add_argument("--dry-run", action="store_true", help="print alerts; write and send nothing")
+    once.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 3 when the pass ran but some sources failed or deliveries are left to retry",
+    )
     sub.add_parser("check", parents=[common], help="validate config, calendar and templates")
     cal = sub.add_parser("calendar", parents=[common], help="upcoming transitions")
     cal.add_argument("--from", dest="start", help="start date (YYYY-MM-DD; default: now)")

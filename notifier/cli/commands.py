@@ -10,25 +10,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from notifier.config import Config
-from notifier.core.matching import SubscriberIndex
 from notifier.core.model import Delivery, Event, Rule, isoformat_z
 from notifier.core.planning import plan_deliveries
 from notifier.delivery.outbox import build_channels
 from notifier.errors import ConfigError
 from notifier.logs import register_secrets
-from notifier.runtime.runtime import App, build_renderer, build_tagger, sqlite_exists
-from notifier.store import Store
+from notifier.runtime.jobs import Jobs
+from notifier.runtime.runtime import Notifier, Runtime, build_renderer, build_tagger, config_secrets
+from notifier.store import Store, parse_state_url
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
 def _secrets(config: Config) -> None:
-    smtp = config.model.smtp
-    register_secrets(
-        smtp.password if smtp else None,
-        config.model.notifier.unsubscribe_secret,
-        *(s.secret for s in config.subscribers),
-    )
+    register_secrets(*config_secrets(config))
 
 
 def check(config: Config, args: argparse.Namespace) -> int:
@@ -53,22 +48,24 @@ def once(config: Config, args: argparse.Namespace) -> int:
     _secrets(config)
     if args.dry_run:
         return asyncio.run(_dry_run(config))
-    return asyncio.run(_once(config))
+    return asyncio.run(_once(config, strict=args.strict))
 
 
-async def _once(config: Config) -> int:
-    async with App(config) as app:
-        report = await app.run_once()
+async def _once(config: Config, *, strict: bool) -> int:
+    async with Notifier(config) as notifier:
+        report = await Jobs(notifier).run_once()
     src, out = report.sources, report.delivery
     print(
-        f"polled {src.feeds_polled} feeds ({src.feeds_unchanged} unchanged, "
+        f"polled {src.feeds_polled} sources ({src.feeds_unchanged} unchanged, "
         f"{len(src.feed_errors)} failed); {len(src.events)} events; "
         f"{src.deliveries} deliveries queued"
     )
     if src.baselined:
         print(f"baseline taken silently for: {', '.join(src.baselined)}")
+    if src.held:
+        print(f"held for review (see `tariff-notifier sources`): {', '.join(src.held)}")
     for feed_id, error in sorted(src.feed_errors.items()):
-        print(f"  feed {feed_id}: {error}")
+        print(f"  source {feed_id}: {error}")
     print(
         f"deliveries: {out.sent} sent, {out.retry} to retry, {out.failed} failed, {out.dead} dead"
     )
@@ -77,6 +74,8 @@ async def _once(config: Config) -> int:
             print(f"  {delivery_id} {status}: {detail}")
     if report.pruned.total():
         print(f"retention: forgot {report.pruned}")
+    if strict and (src.feed_errors or out.retry or out.dead):
+        return EXIT_PARTIAL
     return EXIT_OK
 
 
@@ -84,30 +83,30 @@ async def _dry_run(config: Config) -> int:
     # Never create or change state: an existing SQLite file is read; none means a
     # scratch in-memory store (so the dry run shows what a first start would do).
     url = config.state_url
-    if url.startswith("sqlite") and not sqlite_exists(url):
+    parsed = parse_state_url(url)
+    if parsed.dialect == "sqlite" and not parsed.exists():
         url = "sqlite://"
-    async with App(config, dry_run=True, store_url=url) as app:
-        report = await app.run_once()
-        index = SubscriberIndex(config.subscribers)
-        now = app.clock()
+    async with Notifier(config, store_url=url, read_only=url != "sqlite://") as notifier:
+        report = await Jobs(notifier, write=False).run_once()
+        now = notifier.clock()
         for event in report.sources.events:
-            _print_dry_event(app, event, index, now=now)
+            _print_dry_event(notifier.runtime, event, now=now)
     src = report.sources
     print(f"dry run: {len(src.events)} events would be emitted; nothing was written or sent")
     for feed_id, error in sorted(src.feed_errors.items()):
-        print(f"  feed {feed_id}: {error}")
+        print(f"  source {feed_id}: {error}")
     return EXIT_OK
 
 
-def _print_dry_event(app: App, event: Event, index: SubscriberIndex, *, now: datetime) -> None:
-    subs = index.match(event)
+def _print_dry_event(rt: Runtime, event: Event, *, now: datetime) -> None:
+    subs = rt.index.match(event)
     print(f"== {event.type} {event.id}")
     if not subs:
         print("   (no subscriber matches)")
-    for delivery in plan_deliveries(event, subs, now=now, zone=app.config.zone):
+    for delivery in plan_deliveries(event, subs, now=now, zone=rt.zone):
         print(f"-> {delivery.subscriber_id} {delivery.channel} {delivery.target}")
         if delivery.channel == "email":
-            rendered = app.renderer.render_email(
+            rendered = rt.renderer.render_email(
                 event, subscriber_id=delivery.subscriber_id, unsubscribe_url=None
             )
             print(f"   Subject: {rendered.subject}")
@@ -237,11 +236,11 @@ async def _send_test(config: Config, subscriber_id: str) -> int:
     event = sample_event(config, now)
     sub = next(s for s in config.subscribers if s.id == subscriber_id)
     channels = build_channels(config)
-    async with App(config, channels=channels, parse_in_processes=False) as app:
+    async with Notifier(config, channels=channels, parse_in_processes=False) as notifier:
         failures = 0
         for delivery in plan_deliveries(event, [sub], now=now, zone=config.zone):
             # A test is sent at once, even for digest subscribers.
-            result = await app.outbox.attempt(delivery, event)
+            result = await notifier.runtime.outbox.attempt(delivery, event)
             print(
                 f"{delivery.channel} {delivery.target}: {result.outcome} {result.detail}".rstrip()
             )

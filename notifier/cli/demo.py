@@ -3,7 +3,8 @@
 Everything a real deployment talks to runs in this process on 127.0.0.1: a news feed whose
 articles appear as a simulated clock passes their dates, an SMTP sink (aiosmtpd) and an
 ERP webhook receiver that checks every Standard Webhooks signature. The notifier itself
-is the real one (:class:`notifier.runtime.runtime.App`, one pass per instant, the shipped calendar),
+is the real one (:class:`notifier.runtime.runtime.Notifier` and the jobs of ``once``, one
+pass per instant, the shipped calendar),
 so the demo shows what a subscriber would have received, on the day they would have.
 
 The articles are written for this demo in the style of the wire services and agencies
@@ -38,7 +39,8 @@ from notifier.config import load_config
 from notifier.core.calendar import all_transitions
 from notifier.core.model import Rule
 from notifier.resources import shipped_path
-from notifier.runtime.runtime import App
+from notifier.runtime.jobs import Jobs
+from notifier.runtime.runtime import Notifier
 
 EASTERN = ZoneInfo("America/New_York")
 START = datetime(2025, 4, 16, 12, 0, tzinfo=EASTERN)  # the silent baseline
@@ -395,7 +397,7 @@ class Replay:
 
 
 async def replay(workdir: Path) -> Replay:
-    """Run the story through a real App against local peers; return what they received."""
+    """Run the story through a real notifier against local peers; return what they received."""
     clock = SimClock(START)
     received = Received()
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -423,10 +425,11 @@ async def replay(workdir: Path) -> Replay:
             end=END,
         )
         problems: list[str] = []
-        async with App(config, clock=clock, parse_in_processes=False) as app:
+        async with Notifier(config, clock=clock, parse_in_processes=False) as notifier:
+            jobs = Jobs(notifier)
             for instant in instants:
                 clock.now = instant
-                report = await app.run_once()
+                report = await jobs.run_once()
                 day = instant.astimezone(EASTERN).strftime("%Y-%m-%d %H:%M")
                 problems += [f"{day} feed {k}: {v}" for k, v in report.sources.feed_errors.items()]
                 problems += [

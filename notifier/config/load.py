@@ -42,6 +42,8 @@ class Config:
         # Relative state paths resolve against the config's folder, except for the
         # config shipped inside an installed package: its state goes to the cwd.
         self.state_base = state_base or self.base_dir
+        # Values read from the environment through ${VAR}: masked wherever shown.
+        self.env_values: tuple[str, ...] = ()
 
     @functools.cached_property
     def subscribers(self) -> list[Subscriber]:
@@ -98,8 +100,17 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
         ) from None
 
 
-def expand_env(raw: Any, *, file: str, environ: Mapping[str, str], key: str = "") -> Any:
-    """Replace ``${VAR}`` in every string; a missing variable is an error naming it."""
+def expand_env(
+    raw: Any,
+    *,
+    file: str,
+    environ: Mapping[str, str],
+    key: str = "",
+    used: set[str] | None = None,
+    text: str = "",
+) -> Any:
+    """Replace ``${VAR}`` in every string; a missing variable is an error naming it and
+    its line. The values substituted are added to ``used`` (they are masked everywhere)."""
     if isinstance(raw, str):
 
         def substitute(match: re.Match[str]) -> str:
@@ -109,20 +120,38 @@ def expand_env(raw: Any, *, file: str, environ: Mapping[str, str], key: str = ""
                     f"environment variable {name} is not set (referenced as ${{{name}}})",
                     file=file,
                     key=key or None,
+                    line=_line_of(text, match.group(0)),
                 )
+            if used is not None:
+                used.add(environ[name])
             return environ[name]
 
         return _ENV_REF.sub(substitute, raw)
     if isinstance(raw, dict):
         return {
-            k: expand_env(v, file=file, environ=environ, key=f"{key}.{k}" if key else k)
+            k: expand_env(
+                v,
+                file=file,
+                environ=environ,
+                key=f"{key}.{k}" if key else k,
+                used=used,
+                text=text,
+            )
             for k, v in raw.items()
         }
     if isinstance(raw, list):
         return [
-            expand_env(v, file=file, environ=environ, key=f"{key}[{i}]") for i, v in enumerate(raw)
+            expand_env(v, file=file, environ=environ, key=f"{key}[{i}]", used=used, text=text)
+            for i, v in enumerate(raw)
         ]
     return raw
+
+
+def _line_of(text: str, needle: str) -> int | None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if needle in line and not line.lstrip().startswith("#"):
+            return number
+    return None
 
 
 def _key_path(loc: Iterable[int | str]) -> str:
@@ -244,7 +273,14 @@ def load_config(
 ) -> Config:
     """Read, expand and validate a config file and every calendar file it names."""
     raw, text = _read_toml(path)
-    raw = expand_env(raw, file=str(path), environ=os.environ if environ is None else environ)
+    used: set[str] = set()
+    raw = expand_env(
+        raw,
+        file=str(path),
+        environ=os.environ if environ is None else environ,
+        used=used,
+        text=text,
+    )
     try:
         model = ConfigModel.model_validate(raw)
     except ValidationError as exc:
@@ -253,4 +289,6 @@ def load_config(
     _check_unique(model.feed, table="feed", file=str(path), text=text)
     _check_unique(model.subscriber, table="subscriber", file=str(path), text=text)
     rules = load_calendar(calendar_files(model, base_dir=path.parent, file=str(path)))
-    return Config(model, path=path.resolve(), rules=rules, state_base=state_base)
+    config = Config(model, path=path.resolve(), rules=rules, state_base=state_base)
+    config.env_values = tuple(sorted(used))
+    return config

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from notifier.config import format_duration
-from notifier.core.model import Event, Rule, stable_id
+from notifier.core.durations import format_duration
+from notifier.core.model import Event, Rule, isoformat_z, stable_id
 
 TransitionKind = Literal["reminder", "effective", "expired"]
 
@@ -70,7 +70,12 @@ def rule_changes(old: Rule, new: Rule) -> list[dict[str, Any]]:
 
 
 def _rule_event(kind: str, rule: Rule, *, now: datetime, event_id: str, **extra: Any) -> Event:
-    data: dict[str, Any] = {"late": False, "rule": rule.to_dict(), "changes": []}
+    data: dict[str, Any] = {
+        "late": False,
+        "rule": rule.to_dict(),
+        "changes": [],
+        "detected_at": isoformat_z(now),
+    }
     data.update(extra)
     return Event(
         id=event_id,
@@ -139,13 +144,23 @@ def all_transitions(rules: Iterable[Rule], *, remind: Iterable[timedelta]) -> li
     return sorted(found, key=lambda tr: (tr.at, tr.rule.id, tr.kind))
 
 
-def transition_event(transition: Transition, *, now: datetime, catch_up: bool = False) -> Event:
+def transition_event(
+    transition: Transition,
+    *,
+    now: datetime,
+    catch_up: bool = False,
+    detected_at: datetime | None = None,
+) -> Event:
     """The event for a transition.
 
     ``late`` is true when it passed while no notifier was running (``catch_up``: found by
     the start-up check) or is emitted more than :data:`LATE_AFTER` after its instant.
+    ``detected_at``: when the notifier first knew the rule (default ``now``).
     """
-    extra: dict[str, Any] = {"transition_at": transition.at.isoformat()}
+    extra: dict[str, Any] = {
+        "transition_at": transition.at.isoformat(),
+        "detected_at": isoformat_z(detected_at or now),
+    }
     if transition.remind_before is not None:
         extra["remind_before"] = format_duration(transition.remind_before)
     event = _rule_event(

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from notifier.core.model import Entry
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry that is new, changed or gone since the store's view.
+
+    ``previous`` is what the store kept of it: (content hash, title, summary)."""
+
+    kind: Literal["new", "updated", "removed"]
+    entry: Entry
+    previous: tuple[str, str, str] | None = None
 
 
 def diff_entries(

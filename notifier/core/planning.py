@@ -10,6 +10,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from notifier.core.model import Delivery, Event, Subscriber
+from notifier.core.retry import next_attempt
 
 _WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 
@@ -86,17 +87,5 @@ def plan_deliveries(
     return out
 
 
-def next_attempt(
-    *, attempts: int, backoff: Sequence[timedelta], now: datetime, retry_after_s: float | None
-) -> datetime | None:
-    """When to try again after ``attempts`` failed tries, or None when it is time to give up.
-
-    ``backoff[i]`` is the wait after the (i+1)-th failed try; a ``Retry-After`` longer
-    than the schedule's wait is honoured.
-    """
-    if attempts > len(backoff):
-        return None
-    wait = backoff[attempts - 1]
-    if retry_after_s is not None:
-        wait = max(wait, timedelta(seconds=retry_after_s))
-    return now + wait
+# The retry schedule lives with the rest of the retry policy.
+__all__ = ["next_attempt", "next_digest_at", "plan_deliveries"]

@@ -10,15 +10,15 @@ an orchestrator to restart the daemon.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy.exc import SQLAlchemyError
 
-from notifier.config import FeedSection
+from notifier.config import Config
+from notifier.core.decide import HealthView, source_state
 from notifier.core.model import isoformat_z
 from notifier.errors import NotifierError
 from notifier.runtime.metrics import Metrics
@@ -57,6 +57,9 @@ class HealthServer:
         # when nothing else has touched the queue for a while.
         self.refresh_metrics = refresh_metrics
         self.unsubscribe = unsubscribe
+        # The address as configured (before port 0 became a real port): a reload
+        # restarts the server only when this changes.
+        self.requested = f"{host}:{port}"
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -136,43 +139,66 @@ def _at(value: datetime | None) -> str | None:
 
 async def store_status(
     store: Store,
-    feeds: Sequence[FeedSection],
+    config: Config,
     *,
     started_at: datetime,
     next_polls: Mapping[str, datetime | None],
+    now: datetime,
 ) -> dict[str, Any]:
-    """The ``/healthz`` body from the state store, for the configured feeds.
+    """The ``/healthz`` body from the state store, for the configured sources.
 
-    A feed is failing while its consecutive failure count is above zero (the store resets
-    it on the next good poll). A store that cannot be read makes the status ``up: false``.
+    Each source has a state (``ok``, ``failing``, ``stale``; CONTRACT "Trust"). The answer
+    is ``"status": "degraded"`` with ``reasons`` when sources fail or deliveries are dead
+    (still HTTP 200: one broken feed is no reason to restart the daemon), and ``up:
+    false`` (503) when the store cannot be read.
     """
     try:
         states = await store.feed_states()
         counts = await store.counts()
-    except (SQLAlchemyError, NotifierError, OSError) as exc:
+    except NotifierError as exc:
         log.error("health: state store unreadable: %s", exc)
         return {
             "up": False,
+            "status": "down",
             "started_at": _at(started_at),
-            "error": f"state store unreadable: {type(exc).__name__}",
+            "error": f"state store unreadable: {exc}",
         }
     report: dict[str, dict[str, Any]] = {}
-    for feed in feeds:
+    for feed in config.feeds:
         state = states.get(feed.id)
-        failures = state.failures if state else 0
+        view = HealthView(
+            failures=state.failures if state else 0,
+            last_ok_at=state.last_ok_at if state else None,
+            first_seen_at=state.last_ok_at if state else None,
+            last_error=state.last_error if state else None,
+        )
         report[feed.id] = {
+            "kind": feed.kind,
+            "state": source_state(
+                view, now=now, alert_after=feed.alert_after, stale_after=feed.stale_limit
+            ),
             "last_poll_at": _at(state.last_poll_at) if state else None,
-            "last_ok_at": _at(state.last_ok_at) if state else None,
-            "failures": failures,
-            "last_error": state.last_error if state else None,
-            "failing": failures > 0,
+            "last_ok_at": _at(view.last_ok_at),
+            "failures": view.failures,
+            "last_error": view.last_error,
+            "failing": view.failures > 0,
             "next_poll_at": _at(next_polls.get(feed.id)),
         }
+    reasons = [
+        f"source {fid} is {item['state']}: {item['last_error']}"
+        for fid, item in report.items()
+        if item["state"] != "ok"
+    ]
+    if counts.get("dead"):
+        reasons.append(f"{counts['dead']} dead deliveries")
     return {
         "up": True,
+        "status": "degraded" if reasons else "ok",
+        "reasons": reasons,
         "started_at": _at(started_at),
+        "sources": report,
         "feeds": report,
-        "failing_feeds": sorted(fid for fid, feed in report.items() if feed["failing"]),
+        "failing_feeds": sorted(fid for fid, item in report.items() if item["failing"]),
         "queue_depth": counts.get("queued", 0),
         "dead_deliveries": counts.get("dead", 0),
     }

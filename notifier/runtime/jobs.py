@@ -1,59 +1,59 @@
-"""Sources to the outbox: poll a feed or check the calendar, diff, match, and commit the
-new state together with the events and their deliveries (transactional outbox).
+"""The jobs of a notifier, shared by ``once`` and ``run``: poll a source, check the
+calendar, drain the outbox (digests included), retention.
 
-urlwatch saves the new snapshot before it sends, so an SMTP outage turns a change into
-the baseline and the alert is lost (PITFALLS.md). Here the snapshot, the event and its
-deliveries commit in one transaction: after a crash either all of them exist or none.
+``once`` runs each of them once; ``run`` lets APScheduler trigger the same functions.
+Each source job reads the store, decides in a pure function (notifier/core/decide.py)
+and writes one transaction: the new snapshot, the events and their deliveries commit
+together or not at all (a transactional outbox: urlwatch saves the snapshot before it
+sends, so an SMTP outage turns a change into the baseline, PITFALLS.md). A dry run is
+"decide, don't write".
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from functools import partial
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
 
-import aiohttp
-
-from notifier.config import Config, FeedSection
-from notifier.core.calendar import diff_calendar, due_transitions, transition_event
-from notifier.core.entries import diff_entries
-from notifier.core.matching import SubscriberIndex
-from notifier.core.model import Entry, Event, stable_id
+from notifier.config import FeedSection
+from notifier.core.decide import (
+    FeedPlan,
+    HealthView,
+    decide_calendar,
+    decide_feed_poll,
+    decide_health,
+    decide_hold,
+    due_after_save,
+    episode_of,
+)
+from notifier.core.health import health_event, health_event_id, held_event
+from notifier.core.model import Delivery, Entry, Event
 from notifier.core.planning import plan_deliveries
+from notifier.delivery.outbox import DrainReport
 from notifier.errors import FetchError, NotifierError
-from notifier.sources.http import FetchResult, fetch_feed
-from notifier.sources.pool import ParsePool
-from notifier.sources.rss import parse_feed
-from notifier.store import FeedState, Store, UnchangedPoll
-from notifier.tagging import Tagger
+from notifier.runtime.runtime import Notifier, Runtime
+from notifier.sources.base import FetchContext, Fetched, Validators
+from notifier.sources.registry import source_kind
+from notifier.store import FeedState, Pruned, UnchangedPoll
 
 log = logging.getLogger("notifier.runtime.jobs")
 
-Clock = Callable[[], datetime]
-
-# Unsubscribes and 410-gone endpoints are re-read at most this often.
+# Unsubscribes and 410-gone endpoints are re-read at most this often (and at once after
+# an unsubscribe or a 410: the outbox and the unsubscribe handler drop the cache).
 BLOCKED_TTL_S = 10.0
-
 # Unchanged polls are recorded in batches of this size, or after this long.
 UNCHANGED_BATCH = 200
 UNCHANGED_FLUSH_S = 0.25
 
-# A feed whose parse takes longer than this is a failed poll (feedparser's lenient
-# parser has slow paths on hostile input; the pool worker finishes on its own).
-PARSE_TIMEOUT_S = 60.0
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+Planned = list[tuple[Event, list[Delivery]]]
 
 
 @dataclass
 class PassReport:
-    """What one pass did: for the CLI's summary and for tests."""
+    """What a job did: for the CLI's summary, the daemon's metrics and tests."""
 
     events: list[Event] = field(default_factory=list)
     deliveries: int = 0
@@ -61,6 +61,7 @@ class PassReport:
     feeds_polled: int = 0
     feeds_unchanged: int = 0
     baselined: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
 
     def merge(self, other: PassReport) -> None:
         self.events += other.events
@@ -69,201 +70,274 @@ class PassReport:
         self.feeds_polled += other.feeds_polled
         self.feeds_unchanged += other.feeds_unchanged
         self.baselined += other.baselined
+        self.held += other.held
 
 
-def entry_event(
-    feed: FeedSection,
-    entry: Entry,
-    *,
-    kind: str,
-    tagger: Tagger,
-    now: datetime,
-    changes: list[dict[str, Any]],
-) -> Event:
-    """A ``feed.entry.new|updated`` event; its id is feed + entry key + content hash."""
-    text = f"{entry.title}\n{entry.summary}"
-    reference = datetime.fromisoformat(entry.published) if entry.published else now
-    tags = tagger.tag(text, reference=reference)
-    return Event(
-        id="evt_" + stable_id(feed.id, entry.key, entry.content_hash),
-        type=f"feed.entry.{kind}",
-        timestamp=now,
-        data={
-            "feed": feed.id,
-            "feed_title": feed.title,
-            "entry": entry.to_dict(),
-            "tags": tags.to_dict(),
-            "changes": changes,
-        },
-        origins=tags.origins,
-        hts=tags.hts,
-        text=text,
-    )
+@dataclass
+class OnceReport:
+    sources: PassReport = field(default_factory=PassReport)
+    delivery: DrainReport = field(default_factory=DrainReport)
+    pruned: Pruned = field(default_factory=Pruned)
 
 
-class Pipeline:
-    """The source side of one notifier: feeds and calendar in, outbox rows out."""
+_LOAD: Any = object()
 
-    def __init__(
-        self,
-        config: Config,
-        store: Store,
-        *,
-        tagger: Tagger,
-        session: aiohttp.ClientSession,
-        clock: Clock = utc_now,
-        parse_pool: ParsePool | None = None,
-        dry_run: bool = False,
-        worker: str | None = None,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.tagger = tagger
-        self.session = session
-        self.clock = clock
-        self.parse_pool = parse_pool
-        self.dry_run = dry_run
-        self.worker = worker
-        self.index = SubscriberIndex(config.subscribers)
-        self._unchanged: dict[str, UnchangedPoll] = {}
+
+class Jobs:
+    """The job functions over one :class:`Notifier` (always its current runtime)."""
+
+    def __init__(self, notifier: Notifier, *, write: bool = True) -> None:
+        self.notifier = notifier
+        self.write = write
         self._blocked: tuple[float, set[tuple[str, str]]] | None = None
+        self._unchanged: dict[str, UnchangedPoll] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
 
-    def reconfigure(self, config: Config) -> None:
-        self.config = config
+    @property
+    def store(self) -> Any:
+        return self.notifier.store
+
+    # --- planning deliveries -----------------------------------------------------------
+
+    def forget_blocked(self) -> None:
+        """Re-read unsubscribes and gone endpoints at the next plan."""
         self._blocked = None
-        self.index = SubscriberIndex(config.subscribers)
 
-    async def _plan(self, events: list[Event], *, now: datetime) -> list[tuple[Event, list[Any]]]:
-        if not events:
-            return []
-        blocked = await self._blocked_targets()
-        zone = self.config.zone
-        return [
-            (e, plan_deliveries(e, self.index.match(e), now=now, zone=zone, blocked=blocked))
-            for e in events
-        ]
-
-    # --- feeds -------------------------------------------------------------------------
-
-    async def poll_feed(
-        self, feed: FeedSection, *, state: FeedState | Literal["load"] | None = "load"
-    ) -> PassReport:
-        """Poll one feed; never raises for the feed's own faults (they are recorded).
-
-        ``state``: the feed's stored state when the caller already read it (a pass over
-        every feed reads them all in one query).
-        """
-        report = PassReport(feeds_polled=1)
-        if state == "load":
-            state = await self.store.feed_state(feed.id)
-        try:
-            fetched = await fetch_feed(
-                self.session,
-                feed.url,
-                etag=state.etag if state else None,
-                last_modified=state.last_modified if state else None,
-                timeout_s=feed.timeout.total_seconds(),
-                max_bytes=feed.max_bytes,
-            )
-            unchanged = fetched.status == 304 or (
-                state is not None and fetched.body_hash == state.body_hash
-            )
-            entries: list[Entry] = []
-            if not unchanged:
-                entries = await self._parse(feed, fetched)
-        except FetchError as exc:
-            await self._record_failure(feed, str(exc), report)
-            return report
-        now = self.clock()
-        if unchanged:
-            report.feeds_unchanged = 1
-            if self.dry_run:
-                return report
-            values = {
-                "etag": fetched.etag or (state.etag if state else None),
-                "last_modified": fetched.last_modified or (state.last_modified if state else None),
-                "body_hash": state.body_hash
-                if state and fetched.status == 304
-                else fetched.body_hash,
-            }
-            if state is not None:
-                await self._note_unchanged(feed.id, now=now, **values)
-            else:  # a 304 to a request without validators: no row to update yet
-                async with self.store.transaction() as tx:
-                    await self.store.record_poll(
-                        tx, feed.id, now=now, error=None, polled_by=self.worker, **values
-                    )
-            return report
-        # Failed polls leave a state row too: a feed is known from its first success on.
-        known = state is not None and state.last_ok_at is not None
-        # A known feed: only what this poll carries (not the feed's whole history).
-        seen = await self.store.seen_entries(feed.id, (e.key for e in entries) if known else None)
-        first_poll = not known and not seen
-        events: list[Event] = []
-        to_remember = entries
-        if first_poll:
-            report.baselined.append(feed.id)
-            log.info("feed %s: first poll, %d entries taken as the baseline", feed.id, len(entries))
-        else:
-            hashes = {key: row[0] for key, row in seen.items()}
-            changed = diff_entries(hashes, entries)
-            to_remember = [entry for _, entry in changed]
-            for kind, entry in changed:
-                changes = _entry_changes(seen.get(entry.key), entry) if kind == "updated" else []
-                events.append(
-                    entry_event(
-                        feed, entry, kind=kind, tagger=self.tagger, now=now, changes=changes
-                    )
-                )
-        planned = await self._plan(events, now=now)
-        await self._commit(
-            planned,
-            report,
-            now=now,
-            write=lambda tx: self._save_feed(
-                tx, feed, fetched, to_remember, present=entries, now=now
-            ),
-        )
-        return report
-
-    async def _blocked_targets(self) -> set[tuple[str, str]]:
-        """Unsubscribed and gone targets, read at most every BLOCKED_TTL_S (they change
-        rarely; an unsubscribe also fails what is already queued for the address)."""
+    async def _blocked_targets(self, rt: Runtime) -> set[tuple[str, str]]:
         loop_now = asyncio.get_running_loop().time()
         if self._blocked is None or loop_now - self._blocked[0] > BLOCKED_TTL_S:
-            hashes = {s.id: s.config_hash for s in self.config.subscribers}
+            hashes = {s.id: s.config_hash for s in rt.config.subscribers}
             self._blocked = (loop_now, await self.store.blocked_targets(hashes))
         return self._blocked[1]
 
-    def forget_blocked(self) -> None:
-        """Re-read unsubscribes and gone endpoints at the next plan (after an unsubscribe)."""
-        self._blocked = None
+    async def _plan(self, rt: Runtime, events: Sequence[Event], *, now: datetime) -> Planned:
+        if not events:
+            return []
+        blocked = await self._blocked_targets(rt) if self.write else set()
+        zone = rt.zone
+        return [
+            (e, plan_deliveries(e, rt.index.match(e), now=now, zone=zone, blocked=blocked))
+            for e in events
+        ]
 
-    async def _note_unchanged(
+    async def _commit(
+        self, planned: Planned, report: PassReport, *, now: datetime, write: Any = None
+    ) -> None:
+        """Write a job's plan in one transaction (or, for a dry run, only report it)."""
+        if not self.write:
+            for event, deliveries in planned:
+                report.events.append(event)
+                report.deliveries += len(deliveries)
+            return
+        async with self.store.transaction() as tx:
+            if write is not None:
+                await write(tx)
+            inserted = await self.store.emit_many(tx, planned, now=now)
+        counts = {event.id: len(deliveries) for event, deliveries in planned}
+        report.events += inserted
+        report.deliveries += sum(counts[event.id] for event in inserted)
+        if inserted:
+            self.notifier.runtime.outbox.notify()
+            self.notifier.wake.set()
+
+    # --- sources -----------------------------------------------------------------------
+
+    def _context(self, feed: FeedSection) -> FetchContext:
+        async def seen(keys: Iterable[str]) -> Mapping[str, str]:
+            found = await self.store.seen_entries(feed.id, list(keys))
+            return {key: row[0] for key, row in found.items()}
+
+        return FetchContext(
+            session=self.notifier.session,
+            parse=self.notifier.parse,
+            seen=seen,
+            clock=self.notifier.clock,
+        )
+
+    async def poll_all(self) -> PassReport:
+        """Poll every source once, concurrently within a bound; a fault is its own."""
+        rt = self.notifier.runtime
+        report = PassReport()
+        gate = asyncio.Semaphore(32)
+        states = await self.store.feed_states()  # one query, not one per source
+
+        async def one(feed: FeedSection) -> PassReport:
+            async with gate:
+                return await self.poll_source(feed.id, state=states.get(feed.id))
+
+        for result in await asyncio.gather(*(one(f) for f in rt.config.feeds)):
+            report.merge(result)
+        await self.flush()
+        return report
+
+    async def poll_source(self, feed_id: str, *, state: FeedState | None = _LOAD) -> PassReport:
+        """Poll one source; never raises for the source's own faults or the store's (they
+        are reported, and the store's are logged once per state change)."""
+        rt = self.notifier.runtime
+        feed = next((f for f in rt.config.feeds if f.id == feed_id), None)
+        report = PassReport(feeds_polled=1)
+        if feed is None:
+            return report
+        try:
+            if state is _LOAD:
+                state = await self.store.feed_state(feed.id)
+            await self._poll(rt, feed, state, report)
+        except NotifierError as exc:  # the store failed: a failed poll, not a crash
+            report.feed_errors[feed.id] = f"not recorded: {exc}"
+        return report
+
+    async def _poll(
+        self, rt: Runtime, feed: FeedSection, state: FeedState | None, report: PassReport
+    ) -> None:
+        kind = source_kind(feed.kind)
+        ctx = self._context(feed)
+        validators = Validators(
+            etag=state.etag if state else None,
+            last_modified=state.last_modified if state else None,
+            body_hash=state.body_hash if state else None,
+        )
+        try:
+            fetched = await kind.fetch(feed, validators, ctx)
+        except FetchError as exc:
+            await self._record_failure(rt, feed, state, str(exc), report)
+            return
+        if fetched.warning:
+            log.info("source %s: %s", feed.id, fetched.warning)
+        now = self.notifier.clock()
+        if fetched.unchanged:
+            report.feeds_unchanged = 1
+            await self._record_unchanged(rt, feed, state, fetched, report, now=now)
+            return
+        known = state is not None and state.last_ok_at is not None
+        keys = None if (kind.reports_removals or not known) else [e.key for e in fetched.entries]
+        seen = await self.store.seen_entries(feed.id, keys)
+        plan = decide_feed_poll(
+            known=known,
+            entries=fetched.entries,
+            seen=seen,
+            partial=fetched.partial,
+            reports_removals=kind.reports_removals,
+        )
+        if not plan.baseline and plan.remember:
+            plan = await self._complete(kind, feed, ctx, fetched, seen, plan, known=known)
+        events = [] if plan.baseline else kind.events(feed, plan.changes, now=now, tagger=rt.tagger)
+        if plan.baseline:
+            report.baselined.append(feed.id)
+            log.info(
+                "source %s: first poll, %d entries taken as the baseline",
+                feed.id,
+                len(plan.remember),
+            )
+        hold = decide_hold(
+            events,
+            baseline=plan.baseline,
+            limit=feed.change_limit(max(len(seen), len(fetched.entries))),
+        )
+        events += await self._recovery_events(feed, state, now=now)
+        if hold.held:
+            report.held.append(feed.id)
+            await self._hold(rt, feed, state, fetched, plan, events, hold, report, now=now)
+            return
+        await self._commit(
+            await self._plan(rt, events, now=now),
+            report,
+            now=now,
+            write=lambda tx: self._save(tx, feed, fetched, plan, now=now),
+        )
+
+    async def _complete(
         self,
-        feed_id: str,
+        kind: Any,
+        feed: FeedSection,
+        ctx: FetchContext,
+        fetched: Fetched,
+        seen: Mapping[str, tuple[str, str, str]],
+        plan: FeedPlan,
+        *,
+        known: bool,
+    ) -> FeedPlan:
+        """Let the kind finish what is new or changed (a bulletin's page); what it could
+        not finish is left for the next poll, neither alerted nor remembered."""
+        completed, failed = await kind.complete(feed, list(plan.remember), ctx)
+        if not failed and completed == list(plan.remember):
+            return plan
+        by_key = {entry.key: entry for entry in completed}
+        entries = [by_key.get(entry.key, entry) for entry in fetched.entries]
+        return decide_feed_poll(
+            known=known,
+            entries=entries,
+            seen=seen,
+            partial=frozenset(fetched.partial) | frozenset(failed),
+            reports_removals=kind.reports_removals,
+        )
+
+    async def _save(
+        self, tx: Any, feed: FeedSection, fetched: Fetched, plan: FeedPlan, *, now: datetime
+    ) -> None:
+        await self.store.remember_entries(tx, feed.id, plan.remember, now=now)
+        await self.store.touch_entries(tx, feed.id, plan.touch, now=now)
+        if plan.forget:
+            await self.store.forget_entries(tx, feed.id, plan.forget)
+        await self.store.record_poll(
+            tx,
+            feed.id,
+            now=now,
+            error=None,
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+            body_hash=fetched.body_hash,
+            polled_by=self.notifier.worker,
+        )
+
+    async def _record_unchanged(
+        self,
+        rt: Runtime,
+        feed: FeedSection,
+        state: FeedState | None,
+        fetched: Fetched,
+        report: PassReport,
         *,
         now: datetime,
-        etag: str | None,
-        last_modified: str | None,
-        body_hash: str | None,
     ) -> None:
-        """Unchanged polls are the common case (1,000 feeds answering 304): their
-        bookkeeping is written in batches, one transaction per batch, not one per feed.
-        Nothing is lost on a crash but a few "last polled" times."""
-        self._unchanged[feed_id] = UnchangedPoll(
-            feed_id=feed_id,
-            at=now,
-            etag=etag,
-            last_modified=last_modified,
-            body_hash=body_hash,
-            polled_by=self.worker,
-        )
-        if len(self._unchanged) >= UNCHANGED_BATCH:
-            await self.flush()
-        elif self._flush_handle is None:
+        if not self.write:
+            return
+        recovering = state is not None and state.failures > 0
+        if state is not None and not recovering:
+            # The common case (1,000 feeds answering 304): batched, one transaction per
+            # batch. Nothing is lost on a crash but a few "last polled" times.
+            self._note_unchanged(
+                UnchangedPoll(
+                    feed_id=feed.id,
+                    at=now,
+                    etag=fetched.etag,
+                    last_modified=fetched.last_modified,
+                    body_hash=fetched.body_hash,
+                    polled_by=self.notifier.worker,
+                )
+            )
+            if len(self._unchanged) >= UNCHANGED_BATCH:
+                await self.flush()
+            return
+        events = await self._recovery_events(feed, state, now=now)
+
+        async def write(tx: Any) -> None:
+            await self.store.record_poll(
+                tx,
+                feed.id,
+                now=now,
+                error=None,
+                etag=fetched.etag,
+                last_modified=fetched.last_modified,
+                body_hash=fetched.body_hash,
+                polled_by=self.notifier.worker,
+            )
+
+        await self._commit(await self._plan(rt, events, now=now), report, now=now, write=write)
+
+    def _note_unchanged(self, poll: UnchangedPoll) -> None:
+        self._unchanged[poll.feed_id] = poll
+        if self._flush_handle is None:
             loop = asyncio.get_running_loop()
             self._flush_handle = loop.call_later(
                 UNCHANGED_FLUSH_S, lambda: self._flushes.add(loop.create_task(self.flush()))
@@ -282,144 +356,222 @@ class Pipeline:
             except NotifierError as exc:
                 log.error("could not record %d unchanged polls: %s", len(pending), exc)
 
-    async def _save_feed(
+    async def _record_failure(
         self,
-        tx: Any,
+        rt: Runtime,
         feed: FeedSection,
-        fetched: Any,
-        entries: list[Entry],
+        state: FeedState | None,
+        error: str,
+        report: PassReport,
+    ) -> None:
+        report.feed_errors[feed.id] = error
+        if not self.write:
+            log.warning("source %s failed: %s", feed.id, error)
+            return
+        now = self.notifier.clock()
+        before = _view(state)
+        after = replace(before, failures=before.failures + 1, last_error=error)
+        events = await self._failing_events(feed, before, after, now=now)
+        failures = 0
+
+        async def write(tx: Any) -> None:
+            nonlocal failures
+            failures = await self.store.record_poll(
+                tx, feed.id, now=now, error=error, polled_by=self.notifier.worker
+            )
+
+        await self._commit(await self._plan(rt, events, now=now), report, now=now, write=write)
+        # Log once per state change, not on every failing poll of a dead source.
+        if failures == 1:
+            log.warning("source %s failed: %s", feed.id, error)
+        else:
+            log.debug("source %s still failing (%d in a row): %s", feed.id, failures, error)
+
+    async def _failing_events(
+        self, feed: FeedSection, before: HealthView, after: HealthView, *, now: datetime
+    ) -> list[Event]:
+        episode = episode_of(feed.id, after.last_ok_at)
+        announced = await self._announced(feed.id, episode)
+        decision = decide_health(
+            feed.id,
+            before,
+            after,
+            now=now,
+            alert_after=feed.alert_after,
+            stale_after=feed.stale_limit,
+            failing_announced=announced,
+        )
+        if decision.event != "failing":
+            return []
+        return [health_event("failing", feed.id, feed.kind, decision.episode, after, now=now)]
+
+    async def _recovery_events(
+        self, feed: FeedSection, state: FeedState | None, *, now: datetime
+    ) -> list[Event]:
+        before = _view(state)
+        if before.failures == 0:
+            return []
+        episode = episode_of(feed.id, before.last_ok_at)
+        if not await self._announced(feed.id, episode):
+            return []
+        return [health_event("recovered", feed.id, feed.kind, episode, before, now=now)]
+
+    async def _announced(self, source_id: str, episode: str) -> bool:
+        if not self.write:
+            return False
+        event_id = health_event_id("failing", source_id, episode)
+        return bool(await self.store.emitted([event_id]))
+
+    async def _hold(
+        self,
+        rt: Runtime,
+        feed: FeedSection,
+        state: FeedState | None,
+        fetched: Fetched,
+        plan: FeedPlan,
+        events: list[Event],
+        hold: Any,
+        report: PassReport,
         *,
-        present: list[Entry],
         now: datetime,
     ) -> None:
-        await self.store.remember_entries(tx, feed.id, entries, now=now)
-        remembered = {entry.key for entry in entries}
-        await self.store.touch_entries(tx, feed.id, {e.key for e in present} - remembered, now=now)
-        await self.store.record_poll(
-            tx,
-            feed.id,
-            now=now,
-            error=None,
-            etag=fetched.etag,
-            last_modified=fetched.last_modified,
-            body_hash=fetched.body_hash,
-        )
-
-    async def _parse(self, feed: FeedSection, fetched: FetchResult) -> list[Entry]:
-        assert fetched.body is not None
-        parse = partial(parse_feed, content_type=fetched.content_type, base_url=fetched.final_url)
-        if self.parse_pool is not None:
-            parsed = await self.parse_pool.run(parse, fetched.body, timeout_s=PARSE_TIMEOUT_S)
-        else:
-            # Small setups (and tests): a thread keeps the loop free; it cannot be killed,
-            # but the poll still fails at the deadline.
-            try:
-                async with asyncio.timeout(PARSE_TIMEOUT_S):
-                    parsed = await asyncio.to_thread(parse, fetched.body)
-            except TimeoutError:
-                raise FetchError(f"parsing took longer than {PARSE_TIMEOUT_S:g} s") from None
-        if parsed.warning:
-            log.info("feed %s: %s", feed.id, parsed.warning)
-        return list(parsed.entries)
-
-    async def _record_failure(self, feed: FeedSection, error: str, report: PassReport) -> None:
-        report.feed_errors[feed.id] = error
-        if self.dry_run:
-            log.warning("feed %s failed: %s", feed.id, error)
+        """Keep the old baseline; store the change for an operator; tell operators once."""
+        if not self.write:
+            log.warning("source %s: this poll would be held (%s)", feed.id, dict(hold.would_emit))
             return
-        async with self.store.transaction() as tx:
-            failures = await self.store.record_poll(
-                tx, feed.id, now=self.clock(), error=error, polled_by=self.worker
+        notice = held_event(feed.id, feed.kind, hold, now=now)
+
+        async def write(tx: Any) -> None:
+            await self.store.hold_change(
+                tx,
+                feed.id,
+                fingerprint=hold.fingerprint,
+                detected_at=now,
+                events=events,
+                remember=plan.remember,
+                touch=plan.touch,
+                forget=plan.forget,
+                validators={
+                    "etag": fetched.etag,
+                    "last_modified": fetched.last_modified,
+                    "body_hash": fetched.body_hash,
+                },
             )
-        # Log once per state change, not on every failing poll of a dead feed.
-        if failures == 1:
-            log.warning("feed %s failed: %s", feed.id, error)
-        else:
-            log.debug("feed %s still failing (%d in a row): %s", feed.id, failures, error)
+            # The poll itself succeeded: health is ok; the baseline (validators) stays.
+            await self.store.record_poll(
+                tx, feed.id, now=now, error=None, polled_by=self.notifier.worker
+            )
+
+        await self._commit(await self._plan(rt, [notice], now=now), report, now=now, write=write)
+        log.warning(
+            "source %s: change held for review (%s); `tariff-notifier sources release %s` "
+            "sends it, `sources discard %s` takes it as the baseline",
+            feed.id,
+            ", ".join(f"{n} {t}" for t, n in hold.would_emit.items()),
+            feed.id,
+            feed.id,
+        )
 
     # --- calendar ----------------------------------------------------------------------
 
     async def check_calendar(self, *, catch_up: bool = False) -> PassReport:
         """Diff the configured calendar against the stored one and fire due transitions.
 
-        ``catch_up``: this is the start-up check, so whatever is due passed while we were
-        down and is marked ``late``.
+        Reads the store (the stored rules, the baseline mark, which due events exist),
+        decides, and writes one transaction. ``catch_up``: the start-up check, so what
+        is due passed while no notifier ran and is marked ``late``.
         """
+        rt = self.notifier.runtime
         report = PassReport()
-        now = self.clock()
+        now = self.notifier.clock()
+        rules = rt.config.rules
         known = await self.store.known_rules()
-        baseline = await self.store.get_meta("calendar_baseline_at")
-        rules = self.config.rules
-        events: list[Event] = []
-        if baseline is None:
+        baselined = await self.store.get_meta("calendar_baseline_at") is not None
+        due = due_after_save(
+            known,
+            rules,
+            now=now,
+            remind=rt.config.model.calendar.remind,
+            late_limit=rt.config.model.notifier.late_limit,
+        )
+        emitted = await self.store.emitted(tr.event_id for tr in due) if self.write else set()
+        plan = decide_calendar(
+            known=known,
+            rules=rules,
+            baselined=baselined,
+            due=due,
+            emitted=emitted,
+            now=now,
+            catch_up=catch_up,
+        )
+        if plan.baseline:
             report.baselined.append("calendar")
             log.info(
                 "first start: %d calendar rules taken as the baseline (no alerts for them; "
                 "their future transitions will fire)",
                 len(rules),
             )
-        else:
-            events = diff_calendar({k: v[0] for k, v in known.items()}, rules, now=now)
 
-        async def save(tx: Any) -> None:
+        async def write(tx: Any) -> None:
             await self.store.save_rules(tx, rules, now=now)
-            if baseline is None:
+            if plan.baseline:
                 await self.store.set_meta(tx, "calendar_baseline_at", now.isoformat())
 
-        await self._commit(await self._plan(events, now=now), report, now=now, write=save)
-        # Transitions come from the calendar as just stored (known_since kept per rule).
-        stored = (
-            await self.store.known_rules()
-            if not self.dry_run
-            else {r.id: (r, known[r.id][1] if r.id in known else now) for r in rules}
-        )
-        due = due_transitions(
-            stored,
-            remind=self.config.model.calendar.remind,
-            now=now,
-            late_limit=self.config.model.notifier.late_limit,
-        )
-        done = await self.store.emitted(tr.event_id for tr in due)
-        fresh = [
-            transition_event(tr, now=now, catch_up=catch_up)
-            for tr in due
-            if tr.event_id not in done
-        ]
-        if fresh:
-            await self._commit(await self._plan(fresh, now=now), report, now=now)
+        await self._commit(await self._plan(rt, plan.events, now=now), report, now=now, write=write)
         return report
 
-    # --- the outbox write --------------------------------------------------------------
+    # --- delivery and housekeeping -----------------------------------------------------
 
-    async def _commit(
-        self,
-        planned: list[tuple[Event, list[Any]]],
-        report: PassReport,
-        *,
-        now: datetime,
-        write: Callable[[Any], Any] | None = None,
-    ) -> None:
-        if self.dry_run:
-            for event, deliveries in planned:
-                report.events.append(event)
-                report.deliveries += len(deliveries)
-            return
-        async with self.store.transaction() as tx:
-            if write is not None:
-                await write(tx)
-            inserted = await self.store.emit_many(tx, planned, now=now)
-        counts = {event.id: len(deliveries) for event, deliveries in planned}
-        report.events += inserted
-        report.deliveries += sum(counts[event.id] for event in inserted)
+    async def drain(
+        self, *, stop: asyncio.Event | None = None, report: DrainReport | None = None
+    ) -> DrainReport:
+        """Send what is due on the current runtime (digests included)."""
+        rt = self.notifier.runtime
+        return await rt.outbox.drain(stop=stop or rt.retired, report=report)
+
+    async def retention(self) -> Pruned:
+        rt = self.notifier.runtime
+        pruned: Pruned = await self.store.prune(
+            now=self.notifier.clock(),
+            retention=rt.config.model.notifier.retention,
+            feed_ids=[f.id for f in rt.config.feeds],
+        )
+        return pruned
+
+    async def run_once(self) -> OnceReport:
+        """One pass: calendar, sources (sending overlaps polling), deliveries, retention."""
+        report = OnceReport()
+        report.sources.merge(await self.check_calendar())
+        if not self.write:
+            report.sources.merge(await self.poll_all())
+            return report
+        polls = asyncio.create_task(self.poll_all())
+        # Deliver what the first sources committed while the others are still fetched and
+        # parsed: each commit wakes the drain, which returns when nothing is due.
+        while not polls.done():
+            await self.drain(report=report.delivery)
+            waker = asyncio.ensure_future(self.notifier.wake.wait())
+            await asyncio.wait({polls, waker}, return_when=asyncio.FIRST_COMPLETED)
+            waker.cancel()
+            self.notifier.wake.clear()
+        report.sources.merge(polls.result())
+        await self.drain(report=report.delivery)
+        try:
+            report.pruned = await self.retention()
+        except NotifierError as exc:  # the next pass tries again
+            log.warning("retention pass failed: %s", exc)
+        return report
 
 
-def _entry_changes(previous: tuple[str, str, str] | None, entry: Entry) -> list[dict[str, Any]]:
-    if previous is None:
-        return []
-    _, title, summary = previous
-    changes = []
-    if title != entry.title:
-        changes.append({"field": "title", "from": title, "to": entry.title})
-    if summary != entry.summary:
-        changes.append({"field": "summary", "from": summary, "to": entry.summary})
-    return changes
+def _view(state: FeedState | None) -> HealthView:
+    if state is None:
+        return HealthView(failures=0, last_ok_at=None, first_seen_at=None, last_error=None)
+    return HealthView(
+        failures=state.failures,
+        last_ok_at=state.last_ok_at,
+        first_seen_at=state.last_ok_at,
+        last_error=state.last_error,
+    )
+
+
+__all__ = ["Entry", "Jobs", "OnceReport", "PassReport"]

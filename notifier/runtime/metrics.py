@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from notifier import __version__
 
 POLL_OUTCOMES = frozenset({"ok", "not_modified", "unchanged", "error"})
+SOURCE_STATES = ("ok", "failing", "stale", "held")
 DELIVERY_OUTCOMES = frozenset({"sent", "retry", "failed", "dead"})
 
 # From a fast webhook (~50 ms) to a delivery that waited out most of the backoff
@@ -90,6 +91,15 @@ class Metrics:
             "Rows forgotten by retention, by what they were.",
             ["kind"],
             registry=r,
+        )
+        self.source_state = Gauge(
+            "notifier_source_state",
+            "1 for the state each source is in (ok, failing, stale, held), else 0.",
+            ["source", "state"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "notifier_reloads", "Config reloads (SIGHUP) by result.", ["result"], registry=r
         )
         self.up = Gauge("notifier_up", "1 while the daemon runs.", registry=r)
         self.start_time = Gauge(
@@ -165,6 +175,14 @@ class Metrics:
             self.set_queue(int(status["queue_depth"]), int(status["dead_deliveries"]))
         for feed_id, feed in status.get("feeds", {}).items():
             self.set_feed_failing(feed_id, bool(feed.get("failing")))
+            if "state" in feed:
+                for state in SOURCE_STATES:
+                    self.source_state.labels(source=feed_id, state=state).set(
+                        1 if feed["state"] == state else 0
+                    )
+
+    def observe_reload(self, *, ok: bool) -> None:
+        self.reloads.labels(result="ok" if ok else "rejected").inc()
 
     def render(self) -> bytes:
         """The text exposition format (serve with ``prometheus_client.CONTENT_TYPE_LATEST``)."""
@@ -178,4 +196,6 @@ class Metrics:
             self.polls.remove(feed_id, outcome)
         self.poll_failures.remove(feed_id)
         self.feed_failing.remove(feed_id)
+        for state in SOURCE_STATES:
+            self.source_state.remove(feed_id, state)
         self._feeds.discard(feed_id)

@@ -1,38 +1,58 @@
-"""The runtime pieces of one notifier, built from a config and torn down together.
+"""The composition root: one immutable :class:`Runtime` per loaded config, and the
+long-lived resources (:class:`Notifier`) that outlive a reload.
 
-``once`` and ``run`` both use an :class:`App`; the daemon only adds scheduling on top.
+A runtime is everything a config makes (subscribers and their index, renderer, tagger,
+channels, outbox, the secrets to mask, the health address, the clock), built once by
+:func:`build_runtime`. A reload builds a new one and swaps one reference: nothing is ever
+half-reloaded, and work already in flight finishes on the runtime it started with (its
+channels close when that work is done).
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import functools
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TextIO
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
-from sqlalchemy.exc import SQLAlchemyError
 
 from notifier.config import Config
-from notifier.delivery.outbox import Channels, DrainReport, Outbox, build_channels, worker_name
+from notifier.core.matching import SubscriberIndex
+from notifier.delivery.outbox import Channels, Outbox, build_channels
 from notifier.delivery.render import Renderer
-from notifier.errors import NotifierError, StoreError
-from notifier.runtime.jobs import PassReport, Pipeline, utc_now
+from notifier.errors import FetchError, StoreError
+from notifier.logs import register_secrets
 from notifier.sources.pool import ParsePool
-from notifier.store import Pruned, Store
+from notifier.store import Store
 from notifier.tagging import Tagger, default_gazetteer_path
 
-log = logging.getLogger("notifier.runtime.runtime")
+log = logging.getLogger("notifier.runtime")
 
-# Polls in flight at once in a pass (each is mostly waiting on the network).
+Clock = Callable[[], datetime]
+
+# Polls in flight at once (each is mostly waiting on the network).
 POLL_CONCURRENCY = 32
+# A source whose parse takes longer than this is a failed poll (feedparser's lenient
+# parser has slow paths on hostile input; the pool worker is killed at the deadline).
+PARSE_TIMEOUT_S = 60.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def worker_name() -> str:
+    """One name per process: it holds feed leases and delivery claims."""
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
 def build_renderer(config: Config) -> Renderer:
@@ -64,99 +84,141 @@ def _cached_tagger(paths: tuple[Path, ...], stamps: tuple[int, ...]) -> Tagger:
     return Tagger.from_files(*paths)
 
 
-@dataclass
-class OnceReport:
-    sources: PassReport = field(default_factory=PassReport)
-    delivery: DrainReport = field(default_factory=DrainReport)
-    pruned: Pruned = field(default_factory=Pruned)
+def config_secrets(config: Config) -> tuple[str, ...]:
+    """Every value that must never reach a log line, an alert or command output."""
+    smtp = config.model.smtp
+    return tuple(
+        value
+        for value in (
+            smtp.password if smtp else None,
+            smtp.username if smtp and smtp.username and "${" not in smtp.username else None,
+            config.model.notifier.unsubscribe_secret,
+            *(s.secret for s in config.subscribers),
+            *(s.webhook for s in config.subscribers if s.format == "slack"),
+            *config.env_values,
+        )
+        if value
+    )
 
 
-class App:
-    """Store, HTTP session, channels, renderer, tagger, pipeline and outbox for one config."""
+@dataclass(frozen=True, eq=False)
+class Runtime:
+    """What one config makes, built once (see the module docstring)."""
+
+    config: Config
+    index: SubscriberIndex
+    renderer: Renderer
+    tagger: Tagger
+    channels: Channels
+    outbox: Outbox
+    clock: Clock
+    health: str | None
+    # Set when a newer runtime replaced this one (or on shutdown): drains on it stop
+    # claiming, finish what is in flight, and its channels close.
+    retired: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return self.config.zone
+
+
+async def build_runtime(
+    config: Config,
+    *,
+    store: Store,
+    clock: Clock,
+    worker: str,
+    health: str | None = None,
+    channels: Channels | None = None,
+) -> Runtime:
+    """Build everything one config needs; raises (ConfigError…) without side effects on
+    the running notifier, so a rejected reload leaves the old runtime untouched."""
+    renderer = build_renderer(config)
+    renderer.check()
+    tagger = build_tagger(config)
+    register_secrets(*config_secrets(config))
+    chosen = channels or build_channels(config)
+    await chosen.open()
+    outbox = Outbox(config, store, renderer=renderer, channels=chosen, clock=clock, worker=worker)
+    return Runtime(
+        config=config,
+        index=SubscriberIndex(config.subscribers),
+        renderer=renderer,
+        tagger=tagger,
+        channels=chosen,
+        outbox=outbox,
+        clock=clock,
+        health=health if health is not None else config.model.notifier.health,
+    )
+
+
+class Notifier:
+    """The resources that outlive a reload (store, HTTP session, parse pool, the
+    instance's worker name, the wake-up signal) and the current :class:`Runtime`.
+
+    ``async with Notifier(config) as notifier:`` opens them; ``notifier.runtime`` is the
+    runtime to use now; :meth:`swap` replaces it.
+    """
 
     def __init__(
         self,
         config: Config,
         *,
-        clock: Callable[[], datetime] = utc_now,
-        dry_run: bool = False,
+        clock: Clock = utc_now,
         store_url: str | None = None,
         parse_in_processes: bool | None = None,
         channels: Channels | None = None,
+        health: str | None = None,
+        read_only: bool = False,
     ) -> None:
-        self.config = config
+        self._config = config
         self.clock = clock
-        self.dry_run = dry_run
         self.store_url = store_url or config.state_url
+        self.read_only = read_only
+        self.worker = worker_name()
+        self.health_override = health
         use_processes = (
             parse_in_processes if parse_in_processes is not None else len(config.feeds) >= 4
         )
         # feedparser is CPU-bound: parse in other processes, one per core.
-        self._parse_pool = ParsePool() if use_processes else None
+        self._pool = ParsePool() if use_processes else None
         self._channels = channels
-        # One name per process: it holds feed leases and delivery claims.
-        self.worker = worker_name()
-        self._lock_handle: TextIO | None = None
+        self._instance_lock: Any = None
+        # One wake-up signal: new events were committed, or a delivery was re-queued.
+        self.wake = asyncio.Event()
         self.store: Store
         self.session: aiohttp.ClientSession
-        self.pipeline: Pipeline
-        self.outbox: Outbox
-        self.renderer: Renderer
+        self.runtime: Runtime
+        self._retiring: set[asyncio.Task[None]] = set()
 
-    def _lock_sqlite(self) -> None:
-        """SQLite is single-instance: a second daemon on the same file refuses to start."""
-        if self.dry_run or not sqlite_exists_or_new(self.store_url):
-            return
-        path = Path(self.store_url[len("sqlite:///") :] + ".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise StoreError(
-                f"another tariff-notifier is using {path.with_suffix('')}: SQLite state is "
-                "single-instance; stop the other one, or use PostgreSQL to run several"
-            ) from None
-        self._lock_handle = handle
+    async def __aenter__(self) -> Notifier:
+        from notifier.store import instance_lock
 
-    async def __aenter__(self) -> App:
-        self._lock_handle = None
+        if not self.read_only:
+            self._instance_lock = instance_lock(self.store_url)
         try:
-            self._lock_sqlite()
-        except OSError as exc:
-            raise StoreError(f"cannot lock the state store: {exc}") from None
-        self.store = await Store.open(self.store_url)
+            self.store = await Store.open(self.store_url, create=not self.read_only)
+        except BaseException:
+            self._release_lock()
+            raise
         try:
-            if self.store.is_sqlite and not self.dry_run:
+            if self.store.dialect.single_instance and not self.read_only:
                 # SQLite is single-instance: claims left by a killed process are ours.
                 await self.store.release_all_claims()
             self.session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=POLL_CONCURRENCY * 2)
             )
-            self.renderer = build_renderer(self.config)
-            self.pipeline = Pipeline(
-                self.config,
-                self.store,
-                tagger=build_tagger(self.config),
-                session=self.session,
-                clock=self.clock,
-                parse_pool=self._parse_pool,
-                dry_run=self.dry_run,
-                worker=self.worker,
-            )
-            self.channels = self._channels or build_channels(self.config)
-            await self.channels.open()
-            self.outbox = Outbox(
-                self.config,
-                self.store,
-                renderer=self.renderer,
-                channels=self.channels,
+            self.runtime = await build_runtime(
+                self._config,
+                store=self.store,
                 clock=self.clock,
                 worker=self.worker,
+                health=self.health_override,
+                channels=self._channels,
             )
         except BaseException:
             await self.store.close()
+            self._release_lock()
             raise
         return self
 
@@ -167,66 +229,73 @@ class App:
         tb: TracebackType | None,
     ) -> None:
         try:
-            await self.pipeline.flush()
-            await self.channels.close()
+            self.runtime.retired.set()
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+            await self.runtime.channels.close()
             await self.session.close()
         finally:
             await self.store.close()
-            if self._lock_handle is not None:
-                self._lock_handle.close()
-            if self._parse_pool is not None:
-                self._parse_pool.shutdown()
+            self._release_lock()
+            if self._pool is not None:
+                self._pool.shutdown()
 
-    async def poll_all(self) -> PassReport:
-        """Poll every feed once, concurrently within a bound; one feed's fault is its own."""
-        report = PassReport()
-        gate = asyncio.Semaphore(POLL_CONCURRENCY)
-        states = await self.store.feed_states()  # one query, not one per feed
+    def _release_lock(self) -> None:
+        if self._instance_lock is not None:
+            self._instance_lock.close()
+            self._instance_lock = None
 
-        async def one(feed_index: int) -> PassReport:
-            feed = self.config.feeds[feed_index]
-            async with gate:
-                try:
-                    return await self.pipeline.poll_feed(feed, state=states.get(feed.id))
-                except NotifierError as exc:  # the store failed for this feed: report it
-                    log.error("feed %s: %s", feed.id, exc)
-                    return PassReport(feeds_polled=1, feed_errors={feed.id: str(exc)})
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
 
-        for result in await asyncio.gather(*(one(i) for i in range(len(self.config.feeds)))):
-            report.merge(result)
-        await self.pipeline.flush()
-        return report
+    async def swap(self, config: Config, *, in_flight: Callable[[], Any] | None = None) -> Runtime:
+        """Build a runtime for ``config`` and make it current; the old one retires.
 
-    async def run_once(self) -> OnceReport:
-        """One pass: calendar, feeds, then every delivery that is due."""
-        report = OnceReport()
-        report.sources.merge(await self.pipeline.check_calendar())
-        if self.dry_run:
-            report.sources.merge(await self.poll_all())
-            return report
-        polls = asyncio.create_task(self.poll_all())
-        # Deliver what the first feeds committed while the others are still fetched and
-        # parsed (in other processes): sending overlaps polling instead of following it.
-        while not polls.done():
-            await self.outbox.drain(report=report.delivery)
-            await asyncio.wait({polls}, timeout=0.05)
-        report.sources.merge(polls.result())
-        await self.outbox.drain(report=report.delivery)
+        Raises whatever building raises, leaving the current runtime in place.
+        """
+        new = await build_runtime(
+            config,
+            store=self.store,
+            clock=self.clock,
+            worker=self.worker,
+            health=self.health_override,
+        )
+        old, self.runtime = self.runtime, new
+        old.retired.set()
+        task = asyncio.get_running_loop().create_task(self._close_when_idle(old, in_flight))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        return new
+
+    async def _close_when_idle(self, old: Runtime, in_flight: Callable[[], Any] | None) -> None:
+        """Close a retired runtime's channels once the work started on it is done."""
+        if in_flight is not None:
+            await in_flight()
+        await old.channels.close()
+
+    async def parse(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a pure parser off the event loop, within the parse deadline."""
+        call = functools.partial(fn, *args, **kwargs)
+        if self._pool is not None:
+            return await self._pool.run(call, timeout_s=PARSE_TIMEOUT_S)
+        # Small setups (and tests): a thread keeps the loop free; it cannot be killed,
+        # but the poll still fails at the deadline.
         try:
-            report.pruned = await self.store.prune(
-                now=self.clock(),
-                retention=self.config.model.notifier.retention,
-                feed_ids=[f.id for f in self.config.feeds],
-            )
-        except (NotifierError, SQLAlchemyError) as exc:  # the next pass tries again
-            log.warning("retention pass failed: %s", exc)
-        return report
+            async with asyncio.timeout(PARSE_TIMEOUT_S):
+                return await asyncio.to_thread(call)
+        except TimeoutError:
+            raise FetchError(f"parsing took longer than {PARSE_TIMEOUT_S:g} s") from None
 
 
-def sqlite_exists_or_new(url: str) -> bool:
-    """A file-backed SQLite URL (existing or to be created)."""
-    return url.startswith("sqlite:///") and ":memory:" not in url
-
-
-def sqlite_exists(url: str) -> bool:
-    return url.startswith("sqlite:///") and Path(url[len("sqlite:///") :]).exists()
+__all__ = [
+    "Clock",
+    "Notifier",
+    "Runtime",
+    "StoreError",
+    "build_renderer",
+    "build_runtime",
+    "build_tagger",
+    "config_secrets",
+    "utc_now",
+    "worker_name",
+]

@@ -14,12 +14,23 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Protocol
 
 import aiohttp
 
 from notifier.config import FeedSection
+from notifier.core.entries import Change
 from notifier.core.model import Entry, Event
+
+__all__ = [
+    "Change",
+    "FetchContext",
+    "Fetched",
+    "ParseResult",
+    "SourceKind",
+    "Tagger",
+    "Validators",
+]
 
 #: Run a pure, CPU-bound function off the event loop (the parse pool, or a thread),
 #: failing with FetchError past the parse deadline.
@@ -79,17 +90,6 @@ class Fetched:
     entries: tuple[Entry, ...] = ()
     partial: frozenset[str] = frozenset()
     warning: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One entry that is new, changed or gone since the store's view.
-
-    ``previous`` is what the store kept of it: (content hash, title, summary)."""
-
-    kind: Literal["new", "updated", "removed"]
-    entry: Entry
-    previous: tuple[str, str, str] | None = None
 
 
 class Tagger(Protocol):
