@@ -8,10 +8,18 @@ checks ``kind`` against :data:`KINDS`).
 from __future__ import annotations
 
 from notifier.sources.base import SourceKind
+from notifier.sources.csms import CsmsKind
+from notifier.sources.federal_register import FederalRegisterKind
+from notifier.sources.hts import HtsKind
+from notifier.sources.inspection import InspectionKind
 from notifier.sources.rss import RssKind
 
 KINDS: dict[str, SourceKind] = {
     RssKind.name: RssKind(),
+    FederalRegisterKind.name: FederalRegisterKind(),
+    InspectionKind.name: InspectionKind(),
+    CsmsKind.name: CsmsKind(),
+    HtsKind.name: HtsKind(),
 }
 
 
