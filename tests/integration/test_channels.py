@@ -17,13 +17,9 @@ from standardwebhooks import Webhook
 
 from notifier.core.model import EmailMessage, WebhookMessage
 from notifier.delivery.channels.email import SUBJECT_MAX_CHARS, SmtpChannel, build_mime
+from notifier.delivery.channels.http import RETRY_AFTER_MAX_S, classify_status, parse_retry_after
 from notifier.delivery.channels.maildir import MaildirChannel, maildir_name
-from notifier.delivery.channels.webhook import (
-    RETRY_AFTER_MAX_S,
-    WebhookChannel,
-    classify_status,
-    parse_retry_after,
-)
+from notifier.delivery.channels.webhook import WebhookChannel
 from tests.peers.smtp import DROP, HANG, SmtpPeer
 from tests.peers.webhook import Reply, WebhookPeer
 
@@ -556,14 +552,13 @@ async def test_status_outcomes(
     assert result.retry_after_s is None
 
 
-async def test_410_is_failed_and_says_gone(hooks: WebhookPeer, poster: WebhookChannel) -> None:
+async def test_410_is_gone(hooks: WebhookPeer, poster: WebhookChannel) -> None:
     hooks.script("/hook", Reply(410, body=b"endpoint removed"))
 
     result = await poster.send(webhook_message(hooks.url("/hook")))
 
-    assert result.outcome == "failed"
-    assert result.detail.startswith("gone:")
-    assert "endpoint removed" in result.detail
+    assert result.outcome == "gone"
+    assert result.detail == "HTTP 410: endpoint removed"
 
 
 async def test_slack_format_sends_no_signature_headers(
@@ -634,7 +629,7 @@ def test_classify_status_table() -> None:
     )
     assert classify_status(503, retry_after_s=30).retry_after_s == 30
     assert classify_status(404).outcome == "failed"
-    assert classify_status(410).detail.startswith("gone:")
+    assert classify_status(410).outcome == "gone"
 
 
 def test_signature_matches_the_standardwebhooks_reference() -> None:

@@ -10,11 +10,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from notifier.core.model import EVENT_TYPES, Entry, Rule, Tags
+from notifier.core.model import EVENT_TYPES, Entry, Event, Rule, Tags
 from notifier.delivery.render import (
     REQUIRED_TEMPLATES,
     Renderer,
     duration_words,
+    family_of,
     hts_dotted,
     hts_label,
     origins_label,
@@ -59,8 +60,116 @@ def _rule_fields(rule: Rule) -> dict:
     return {name: getattr(rule, name) for name in rule.__slots__}
 
 
+HTS_LINE = {
+    "htsno": "8708295160",
+    "description": "Parts and accessories of motor vehicles: Other parts: Of iron or steel",
+    "general": "2.5%",
+    "special": "Free (A,AU,CA)",
+    "other": "25%",
+    "units": ["kg"],
+    "footnotes": "See 9903.94.05.",
+    "applies_to": ["8708"],
+    "origins": ["*"],
+}
+DETECTED = datetime(2025, 5, 3, 4, 1, tzinfo=UTC)
+
+
+def schedule_and_source_events() -> list[Event]:
+    """One event of every ``hts.line.*`` and ``source.*`` type, in ``EVENT_TYPES`` order.
+
+    (tests/samples.py covers the rule and entry families.)
+    """
+    changes = [{"field": "general", "from": "2.5%", "to": "2.5% + 25%"}]
+    health = {"source": "usitc-hts", "kind": "hts", "since": "2025-05-02T10:00:00Z"}
+    return [
+        Event("evt_h1", "hts.line.added", DETECTED, {"line": HTS_LINE, "changes": []}),
+        Event("evt_h2", "hts.line.changed", DETECTED, {"line": HTS_LINE, "changes": changes}),
+        Event("evt_h3", "hts.line.removed", DETECTED, {"line": HTS_LINE, "changes": []}),
+        Event(
+            "evt_s1",
+            "source.failing",
+            DETECTED,
+            {**health, "failures": 5, "last_error": "HTTP 503: <b>down</b>"},
+        ),
+        Event("evt_s2", "source.recovered", DETECTED, {**health, "failures": 0}),
+        Event(
+            "evt_s3",
+            "source.held",
+            DETECTED,
+            {
+                "source": "usitc-hts",
+                "kind": "hts",
+                "would_emit": {"hts.line.changed": 340, "hts.line.added": 2},
+                "examples": ["8708.29.51.60 general 2.5% -> 2.5% + 25%"],
+            },
+        ),
+    ]
+
+
 def test_samples_cover_every_event_type() -> None:
-    assert [event.type for event in sample_events()] == list(EVENT_TYPES)
+    types = [event.type for event in [*sample_events(), *schedule_and_source_events()]]
+    assert types == list(EVENT_TYPES)
+
+
+def test_every_family_has_its_templates() -> None:
+    families = {family_of(t) for t in EVENT_TYPES}
+    assert families == {"rule", "entry", "hts", "source"}
+    for family in families:
+        assert f"slack/{family}.txt" in REQUIRED_TEMPLATES
+        assert f"email/{family}/body.html" in REQUIRED_TEMPLATES
+
+
+def test_an_event_type_no_family_claims_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no template family"):
+        family_of("calendar.day.new")
+
+
+@pytest.mark.parametrize("event", schedule_and_source_events(), ids=lambda e: e.type)
+def test_schedule_and_source_events_render_everywhere(renderer: Renderer, event: Event) -> None:
+    email = _email(renderer, event)
+    slack = renderer.render_slack(event)
+    label = renderer._env.globals["labels"][event.type]
+    name = "8708.29.51.60" if event.type.startswith("hts.") else "usitc-hts"
+
+    assert name in email.subject and name in email.text and name in email.html
+    assert email.subject.startswith(label.split()[0])
+    assert email.text.endswith("\n") and "\n\n\n" not in email.text
+    assert all(len(line) <= 72 or "://" in line for line in email.text.splitlines())
+    assert f">{label}</span>" in email.html
+    assert "compliance-team" in email.text and UNSUBSCRIBE in email.html
+    assert slack.startswith(f"*{label}") and name in slack
+    assert "<b>" not in email.html and "<b>" not in slack  # untrusted text stays text
+
+
+def test_hts_and_source_subjects_say_what_happened(renderer: Renderer) -> None:
+    subjects = {e.type: _email(renderer, e).subject for e in schedule_and_source_events()}
+
+    assert subjects["hts.line.changed"] == (
+        "HTS 8708.29.51.60 changed — general rate 2.5% → 2.5% + 25%"
+    )
+    assert subjects["hts.line.added"] == "New HTS line: HTS 8708.29.51.60 Of iron or steel"
+    assert subjects["source.failing"] == "Source failing: usitc-hts (5 failed polls)"
+    assert subjects["source.held"] == "Changes held: usitc-hts would send 342 alerts"
+
+
+def test_a_held_source_names_what_it_holds_and_how_to_release_it(renderer: Renderer) -> None:
+    held = schedule_and_source_events()[-1]
+    text = " ".join(_email(renderer, held).text.split())
+
+    assert "HTS line changed: 340" in text and "New HTS line: 2" in text
+    assert "sources release usitc-hts" in text and "sources discard usitc-hts" in text
+    assert "8708.29.51.60 general 2.5% -> 2.5% + 25%" in text
+
+
+def test_a_digest_mixes_every_family(renderer: Renderer) -> None:
+    events = [sample_event("tariff.rule.effective"), *schedule_and_source_events()]
+    digest = renderer.render_digest(
+        events, subscriber_id="ops", unsubscribe_url=None, period="daily 08:00"
+    )
+
+    assert digest.subject.startswith(f"{len(events)} tariff alerts (daily 08:00)")
+    assert "HTS 8708.29.51.60 Of iron or steel" in digest.text
+    assert "Source usitc-hts" in digest.text and "Source usitc-hts" in digest.html
 
 
 @pytest.mark.parametrize("event", sample_events(), ids=lambda e: e.type)
@@ -308,9 +417,9 @@ def test_check_compiles_every_shipped_template(renderer: Renderer) -> None:
 
 
 def test_missing_required_template_is_a_config_error(tmp_path: Path, monkeypatch) -> None:
-    from notifier.delivery import render
+    from notifier import resources
 
-    monkeypatch.setattr(render.resources, "shipped_path", lambda name: tmp_path)
+    monkeypatch.setattr(resources, "shipped_path", lambda name: tmp_path)
     with pytest.raises(ConfigError, match="template not found"):
         Renderer(override_dir=None, timezone=NEW_YORK).check()
 

@@ -1,23 +1,39 @@
 """The one seam every delivery channel implements.
 
-A channel turns one rendered message into one delivery attempt and says what happened as
-a :class:`~notifier.core.model.SendResult`: ``sent``, ``retry`` (a later attempt may succeed;
-``retry_after_s`` when the peer said when) or ``failed`` (final). Delivery failures are
-results, never exceptions, so one bad endpoint cannot break the outbox loop; and a
-result's ``detail`` never carries a password or webhook secret, because it is stored in
-the delivery log and shown to users.
+A channel is one module that owns three things: building its message from a rendered
+alert (``message``), making one attempt (``send``), and mapping the peer's answer to a
+:class:`~notifier.core.model.SendResult` (``sent``; ``retry``, with ``retry_after_s`` when
+the peer said when; ``failed``, final; ``gone``, final and the endpoint is gone). Delivery
+failures are results, never exceptions, so one bad endpoint cannot break the outbox
+loop; a result's ``detail`` never carries a password or webhook secret, because it is
+stored in the delivery log and shown to users; and ``sha256`` is the hash of the exact
+bytes sent, the ledger's record of which version of an alert reached whom.
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from notifier.core.model import EmailMessage, SendResult, WebhookMessage
+from notifier.core.model import Delivery, Event, SendResult, Subscriber
+from notifier.delivery.render import Renderer
 
-M = TypeVar("M", bound=EmailMessage | WebhookMessage, contravariant=True)
+M = TypeVar("M")
 
 #: Longest ``detail`` a channel stores: enough for a server's reply, bounded for the log.
 DETAIL_MAX_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One delivery with what a channel needs to build its message for it."""
+
+    delivery: Delivery
+    event: Event
+    subscriber: Subscriber
+    renderer: Renderer
+    unsubscribe_url: str | None = None
 
 
 class Channel(Protocol[M]):
@@ -27,7 +43,11 @@ class Channel(Protocol[M]):
         """Acquire long-lived resources (pools, sessions). Calling it twice is harmless."""
 
     async def close(self) -> None:
-        """Release them; in-flight sends may still finish."""
+        """Release them; in-flight sends may still finish. Calling it twice is harmless."""
+
+    def message(self, outgoing: Outgoing) -> M:
+        """The message for one delivery (may raise for a template error: a bug, not an
+        answer of the peer; the outbox records it as a retry)."""
 
     async def send(self, message: M) -> SendResult:
         """One attempt. Never raises for a delivery failure: the result says what happened."""
@@ -43,3 +63,8 @@ def clip_detail(text: str) -> str:
     if len(line) > DETAIL_MAX_CHARS:
         line = line[: DETAIL_MAX_CHARS - 1] + "…"
     return line
+
+
+def sha256_hex(data: bytes) -> str:
+    """The ledger hash of bytes put on the wire (or written to a mailbox)."""
+    return hashlib.sha256(data).hexdigest()

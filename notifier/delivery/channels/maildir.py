@@ -2,7 +2,8 @@
 
 Each message is one file named from a hash of its Message-ID, so a retried delivery whose
 first write did succeed finds its file and does not write a second one: the Maildir
-holds each delivery once, as SMTP would (the Message-ID is stable across retries).
+holds each delivery once, as SMTP would (the Message-ID is stable across retries). The
+ledger hash is of the file's bytes: those written, or those already there.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import secrets
 from pathlib import Path
 
 from notifier.core.model import EmailMessage, SendResult
-from notifier.delivery.channels.base import clip_detail
-from notifier.delivery.channels.email import build_mime
+from notifier.delivery.channels.base import Outgoing, clip_detail, sha256_hex
+from notifier.delivery.channels.email import email_message
+from notifier.delivery.channels.mime import build_mime
 
 
 def maildir_name(message_id: str) -> str:
@@ -38,6 +40,9 @@ class MaildirChannel:
 
     async def close(self) -> None:
         return None
+
+    def message(self, outgoing: Outgoing) -> EmailMessage:
+        return email_message(outgoing, sender=self._sender)
 
     async def send(self, message: EmailMessage) -> SendResult:
         try:
@@ -66,8 +71,9 @@ class MaildirChannel:
             self._create()
         name = maildir_name(message_id)
         final = self._path / "new" / name
-        if final.exists() or self._seen_in_cur(name):
-            return SendResult("sent", f"already in {final.parent}")
+        existing = self._existing(name)
+        if existing is not None:
+            return existing
         tmp = self._path / "tmp" / f"{name}.{os.getpid()}.{secrets.token_hex(6)}"
         # Local mail tools expect LF line ends in Maildir files; SMTP needs CRLF.
         data = payload.replace(b"\r\n", b"\n")
@@ -79,7 +85,7 @@ class MaildirChannel:
             try:
                 os.link(tmp, final)
             except FileExistsError:
-                return SendResult("sent", f"already in {final.parent}")
+                return self._existing(name) or SendResult("sent", f"already in {final.parent}")
             except OSError as exc:
                 if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
                     raise
@@ -87,11 +93,26 @@ class MaildirChannel:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        return SendResult("sent", f"written to {final}")
+        return SendResult("sent", f"written to {final}", sha256=sha256_hex(data))
 
-    def _seen_in_cur(self, name: str) -> bool:
-        """A mail reader moves a read message to ``cur/NAME:2,FLAGS``."""
-        cur = self._path / "cur"
-        prefix = name + ":"
-        with os.scandir(cur) as entries:
-            return any(entry.name == name or entry.name.startswith(prefix) for entry in entries)
+    def _existing(self, name: str) -> SendResult | None:
+        """``sent`` when an earlier attempt's file is there, with the hash of its bytes.
+
+        It is in ``new/``, or a mail reader moved it to ``cur/NAME:2,FLAGS``.
+        """
+        found = self._path / "new" / name
+        if not found.exists():
+            prefix = name + ":"
+            with os.scandir(self._path / "cur") as entries:
+                match = next(
+                    (e.path for e in entries if e.name == name or e.name.startswith(prefix)),
+                    None,
+                )
+            if match is None:
+                return None
+            found = Path(match)
+        try:
+            digest = sha256_hex(found.read_bytes())
+        except FileNotFoundError:  # moved between the look and the read: it is there
+            digest = None
+        return SendResult("sent", f"already in {found.parent}", sha256=digest)

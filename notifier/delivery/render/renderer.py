@@ -1,9 +1,10 @@
-"""Events -> subject, text, HTML and Slack text, through Jinja2 templates.
+"""Events -> subject, text, HTML, Slack text and webhook bodies, through Jinja2 templates.
 
 The wording lives in ``templates/`` so a site can restyle alerts without touching code: a
 user override folder is searched before the shipped one (same relative paths). Python
-only builds a flat *view* of each event and supplies formatting filters (times in the
-configured zone, dotted HTS codes, country names), so templates stay declarative.
+only builds a flat *view* of each event (``render.view``) and supplies formatting filters
+(times in the configured zone, dotted HTS codes, country names), so templates stay
+declarative. Which folder renders an event is the family table in ``render.families``.
 
 One :class:`jinja2.Environment` per :class:`Renderer`, templates compiled once and cached
 (measured: ~9,400 renders/s vs ~190/s when compiled per render). A config reload builds a
@@ -12,12 +13,11 @@ new Renderer, so ``auto_reload`` is off and no ``stat`` runs per render.
 
 from __future__ import annotations
 
-import re
-import textwrap
+import json
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,72 +26,40 @@ import jinja2
 
 from notifier import resources
 from notifier.core.model import Event
-from notifier.errors import ConfigError
-
-#: The templates every installation needs; ``check()`` fails when one cannot be found.
-REQUIRED_TEMPLATES = (
-    *(
-        f"email/{family}/{part}"
-        for family in ("rule", "entry", "digest")
-        for part in ("subject.txt", "body.txt", "body.html")
-    ),
-    "slack/rule.txt",
-    "slack/entry.txt",
+from notifier.delivery.render.families import REQUIRED_TEMPLATES, family_of
+from notifier.delivery.render.text import (
+    mrkdwn,
+    paragraphs,
+    slack_link,
+    text_field,
+    tidy_text,
+    wrap,
 )
+from notifier.delivery.render.view import (
+    LABELS,
+    NEUTRAL_COLOUR,
+    alert_view,
+    country_name,
+    duration_words,
+    field_label,
+    hts_dotted,
+    hts_label,
+    origins_label,
+    to_datetime,
+)
+from notifier.errors import ConfigError
 
 #: The shared wording macros, exposed to every template as ``say`` (see ``_Wording``).
 WORDING_TEMPLATE = "email/_macros.txt"
 
-#: Short label shown on the coloured badge and at the start of the subject.
-LABELS = {
-    "tariff.rule.announced": "Announced",
-    "tariff.rule.changed": "Changed",
-    "tariff.rule.withdrawn": "Withdrawn",
-    "tariff.rule.reminder": "Reminder",
-    "tariff.rule.effective": "In effect",
-    "tariff.rule.expired": "Expired",
-    "feed.entry.new": "New notice",
-    "feed.entry.updated": "Updated notice",
-}
-
-#: Badge colours. White text on each has a contrast ratio of at least 4.5:1 (WCAG AA).
-COLOURS = {
-    "tariff.rule.announced": "#1d4ed8",
-    "tariff.rule.changed": "#b45309",
-    "tariff.rule.withdrawn": "#be123c",
-    "tariff.rule.reminder": "#6d28d9",
-    "tariff.rule.effective": "#047857",
-    "tariff.rule.expired": "#4b5563",
-    "feed.entry.new": "#0e7490",
-    "feed.entry.updated": "#c2410c",
-}
-_NEUTRAL = "#374151"
-
-# Common trade partners; anything else is shown as its code. Names as CBP uses them.
-COUNTRY_NAMES = {
-    "AE": "United Arab Emirates", "AR": "Argentina", "AU": "Australia", "BD": "Bangladesh",
-    "BE": "Belgium", "BR": "Brazil", "CA": "Canada", "CH": "Switzerland", "CL": "Chile",
-    "CN": "China", "CO": "Colombia", "DE": "Germany", "ES": "Spain", "EU": "European Union",
-    "FR": "France", "GB": "United Kingdom", "HK": "Hong Kong", "ID": "Indonesia",
-    "IE": "Ireland", "IL": "Israel", "IN": "India", "IT": "Italy", "JP": "Japan",
-    "KH": "Cambodia", "KR": "South Korea", "LK": "Sri Lanka", "MO": "Macau", "MX": "Mexico",
-    "MY": "Malaysia", "NL": "Netherlands", "NO": "Norway", "NZ": "New Zealand",
-    "PH": "Philippines", "PK": "Pakistan", "PL": "Poland", "RU": "Russia",
-    "SA": "Saudi Arabia", "SE": "Sweden", "SG": "Singapore", "TH": "Thailand", "TR": "Türkiye",
-    "TW": "Taiwan", "UK": "United Kingdom", "US": "United States", "VN": "Vietnam",
-    "ZA": "South Africa",
-}  # fmt: skip
-
-FIELD_LABELS = {
-    "rate": "Rate", "effective": "Effective", "ends": "Ends", "origins": "Origins",
-    "hts": "Goods (HTS)", "status": "Status", "title": "Title", "basis": "Basis",
-    "source": "Source", "imposed_by": "Imposed by", "notes": "Notes", "summary": "Summary",
-    "link": "Link", "published": "Published",
-}  # fmt: skip
 # The change a subject line names when several fields changed at once.
-_CHANGE_PRIORITY = ("rate", "status", "effective", "ends", "origins", "hts", "title")
-_DURATION_UNITS = {"w": "week", "d": "day", "h": "hour", "m": "minute", "s": "second"}
-_DURATION = re.compile(r"^(\d+)([wdhms])$")
+_CHANGE_PRIORITY = (
+    "rate", "status", "effective", "ends", "origins", "hts", "title",
+    "general", "special", "other", "units", "description", "footnotes",
+)  # fmt: skip
+_TIME_FIELDS = frozenset({"effective", "ends", "published", "since"})
+#: Standard Webhooks bodies kept per renderer: one fan-out serialises an event once.
+_CACHED_BODIES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +83,7 @@ class Renderer:
     ) -> None:
         self._zone = timezone
         self._product = product
+        self._bodies: dict[str, bytes] = {}
         loaders: list[jinja2.BaseLoader] = []
         if override_dir is not None:
             loaders.append(jinja2.FileSystemLoader(override_dir))
@@ -170,7 +139,7 @@ class Renderer:
             "subscriber_id": subscriber_id,
             "unsubscribe_url": unsubscribe_url,
         }
-        return self._email(f"email/{event.family}", context)
+        return self._email(f"email/{family_of(event.type)}", context)
 
     def render_digest(
         self,
@@ -186,7 +155,7 @@ class Renderer:
             "alerts": alerts,
             "count": len(alerts),
             "period": period,
-            "colour": _NEUTRAL,
+            "colour": NEUTRAL_COLOUR,
             "subscriber_id": subscriber_id,
             "unsubscribe_url": unsubscribe_url,
         }
@@ -195,7 +164,26 @@ class Renderer:
     def render_slack(self, event: Event) -> str:
         """Slack ``mrkdwn`` for a ``{"text": ...}`` webhook body."""
         alert = alert_view(event)
-        return _tidy_text(self._render(f"slack/{event.family}.txt", {**alert, "alert": alert}))
+        family = family_of(event.type)
+        return tidy_text(self._render(f"slack/{family}.txt", {**alert, "alert": alert}))
+
+    def slack_body(self, event: Event) -> bytes:
+        """The body of a ``format = "slack"`` webhook: ``{"text": <mrkdwn>}``."""
+        return json.dumps({"text": self.render_slack(event)}).encode()
+
+    def webhook_body(self, event: Event) -> bytes:
+        """The Standard Webhooks JSON body of the contract, serialised once per event.
+
+        Every subscriber of an event gets the same bytes (a fan-out to 50 endpoints
+        serialises once), and the bytes signed are the bytes sent.
+        """
+        body = self._bodies.get(event.id)
+        if body is None:
+            body = json.dumps(event.payload(), separators=(",", ":")).encode()
+            if len(self._bodies) >= _CACHED_BODIES:
+                self._bodies.pop(next(iter(self._bodies)))
+            self._bodies[event.id] = body
+        return body
 
     def check(self) -> int:
         """Compile every template (overrides first); return how many there are.
@@ -216,7 +204,7 @@ class Renderer:
         """``"Sat 3 May 2025, 12:01 AM EDT"`` in the configured zone."""
         if value is None or value == "":
             return "—"
-        moment = _to_datetime(value).astimezone(self._zone)
+        moment = to_datetime(value).astimezone(self._zone)
         hour = moment.hour % 12 or 12
         meridiem = "AM" if moment.hour < 12 else "PM"
         return (
@@ -234,17 +222,17 @@ class Renderer:
         if isinstance(value, str) and len(value) == 10:
             # A calendar date ("2025-05-03", as feed tags carry): no instant to convert.
             return _date_words(datetime.fromisoformat(value), year=year)
-        return _date_words(_to_datetime(value).astimezone(self._zone), year=year)
+        return _date_words(to_datetime(value).astimezone(self._zone), year=year)
 
     def change_value(self, value: Any, field_name: str) -> str:
         """One side of a field change, formatted for that field."""
         if value is None or value == "" or value == []:
             return "none"
-        if field_name in ("effective", "ends", "published"):
+        if field_name in _TIME_FIELDS:
             return self.localtime(value)
         if field_name == "origins":
             return origins_label(value)
-        if field_name == "hts":
+        if field_name in ("hts", "applies_to"):
             return hts_label(value)
         if isinstance(value, list | tuple):
             return ", ".join(str(v) for v in value)
@@ -284,7 +272,7 @@ class Renderer:
 
     def _email(self, folder: str, context: Mapping[str, Any]) -> RenderedEmail:
         subject = " ".join(self._render(f"{folder}/subject.txt", context).split())
-        text = _tidy_text(self._render(f"{folder}/body.txt", context))
+        text = tidy_text(self._render(f"{folder}/body.txt", context))
         html = self._render(f"{folder}/body.html", context)
         return RenderedEmail(subject=subject, text=text, html=html)
 
@@ -337,155 +325,7 @@ class _Wording:
         return plain
 
 
-# -- the view a template sees ---------------------------------------------------------------
-
-
-def alert_view(event: Event) -> dict[str, Any]:
-    """The flat, template-friendly facts of one event. Every key exists for both families
-    (``None`` where it does not apply), so shared macros work under ``StrictUndefined``."""
-    data = event.data
-    rule = data.get("rule") if event.family == "rule" else None
-    entry = data.get("entry") if event.family == "entry" else None
-    view: dict[str, Any] = {
-        "event": event,
-        "type": event.type,
-        "family": event.family,
-        "kind": event.type.rsplit(".", 1)[-1],
-        "label": LABELS.get(event.type, event.type),
-        "colour": COLOURS.get(event.type, _NEUTRAL),
-        "data": data,
-        "late": bool(data.get("late", False)),
-        "changes": list(data.get("changes") or ()),
-        "occurred_at": event.timestamp,
-        "rule": rule,
-        "entry": entry,
-        "transition_at": data.get("transition_at"),
-        "remind_before": data.get("remind_before"),
-        "reason": data.get("reason"),
-        "started": False,
-        "feed_name": None,
-        "tags": {"origins": [], "hts": [], "rates": [], "dates": []},
-        "link": "",
-    }
-    if rule is not None:
-        view["started"] = _to_datetime(rule["effective"]) <= event.timestamp
-        view["link"] = rule.get("source") or ""
-    if entry is not None:
-        view["feed_name"] = data.get("feed_title") or data.get("feed") or "a feed"
-        view["tags"] = {k: list((data.get("tags") or {}).get(k) or ()) for k in view["tags"]}
-        view["link"] = entry.get("link") or ""
-    return view
-
-
-# -- pure formatting filters ----------------------------------------------------------------
-
-
-def hts_dotted(code: str) -> str:
-    """``"870421"`` -> ``"8704.21"``; headings stay ``"8708"``; anything else unchanged."""
-    code = str(code).strip()
-    if not code.isdigit() or len(code) <= 4:
-        return code
-    rest = code[4:]
-    return ".".join([code[:4], *(rest[i : i + 2] for i in range(0, len(rest), 2))])
-
-
-def hts_label(codes: Iterable[str] | str) -> str:
-    """``["*"]`` -> ``"all goods"``; ``["72", "870421"]`` -> ``"chapter 72, 8704.21"``."""
-    items = [codes] if isinstance(codes, str) else list(codes)
-    if not items:
-        return "none"
-    if "*" in items:
-        return "all goods"
-    return ", ".join(
-        f"chapter {c}" if len(c) <= 2 and c.isdigit() else hts_dotted(c) for c in items
-    )
-
-
-def country_name(code: str) -> str:
-    """``"JP"`` -> ``"Japan (JP)"``; unknown codes stay as they are."""
-    name = COUNTRY_NAMES.get(code.upper())
-    return f"{name} ({code.upper()})" if name else code
-
-
-def origins_label(origins: Iterable[str] | str) -> str:
-    """``["*"]`` -> ``"all countries"``; ``["JP"]`` -> ``"Japan (JP)"``; unknown codes as given."""
-    items = [origins] if isinstance(origins, str) else list(origins)
-    if not items:
-        return "none"
-    if "*" in items:
-        return "all countries"
-    return ", ".join(country_name(c) for c in items)
-
-
-def field_label(name: str) -> str:
-    return FIELD_LABELS.get(name, name.replace("_", " ").capitalize())
-
-
-def duration_words(value: str) -> str:
-    """``"7d"`` -> ``"7 days"``, ``"1h"`` -> ``"1 hour"``; other forms are returned as given."""
-    match = _DURATION.match(str(value).strip())
-    if not match:
-        return str(value)
-    count, unit = int(match.group(1)), _DURATION_UNITS[match.group(2)]
-    return f"{count} {unit}{'' if count == 1 else 's'}"
-
-
-def paragraphs(text: str | None) -> list[str]:
-    """Blank-line separated paragraphs, inner whitespace collapsed."""
-    if not text:
-        return []
-    blocks = re.split(r"\n\s*\n", str(text).replace("\r\n", "\n").replace("\r", "\n"))
-    return [" ".join(b.split()) for b in blocks if b.strip()]
-
-
-def wrap(text: str | None, width: int = 72, indent: str = "") -> str:
-    """Fill each paragraph to ``width`` columns. Long words (URLs) are never broken."""
-    return "\n\n".join(
-        textwrap.fill(
-            p,
-            width=width,
-            initial_indent=indent,
-            subsequent_indent=indent,
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
-        for p in paragraphs(text)
-    )
-
-
-def text_field(label: str, value: Any, *, width: int = 72, label_width: int = 14) -> str:
-    """``"  Rate:         25%"`` with a hanging indent when the value wraps."""
-    head = f"  {label + ':':<{label_width}}"
-    return textwrap.fill(
-        " ".join(str(value).split()),
-        width=width,
-        initial_indent=head,
-        subsequent_indent=" " * len(head),
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
-
-
-def mrkdwn(text: Any) -> str:
-    """Escape the three characters Slack's ``mrkdwn`` treats as control characters."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def slack_link(text: Any, url: str | None) -> str:
-    """``<url|text>``, or the escaped text alone when there is no URL."""
-    label = mrkdwn(" ".join(str(text).split())).replace("|", "¦")
-    if not url:
-        return label
-    safe_url = str(url).replace("|", "%7C").replace("<", "%3C").replace(">", "%3E")
-    return f"<{safe_url}|{label}>"
-
-
-# -- helpers --------------------------------------------------------------------------------
-
-
-def _to_datetime(value: str | datetime) -> datetime:
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+# -- helpers ------------------------------------------------------------------------------
 
 
 def _date_words(moment: datetime, *, year: bool) -> str:
@@ -497,12 +337,6 @@ def _zone_abbr(moment: datetime) -> str:
     # Zones without a letter abbreviation (America/Sao_Paulo) give "-03": say "UTC-03".
     abbr = moment.tzname() or ""
     return f"UTC{abbr}" if abbr[:1] in "+-" else abbr
-
-
-def _tidy_text(text: str) -> str:
-    """No trailing spaces, at most one blank line in a row, one final newline."""
-    lines = "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
-    return re.sub(r"\n{3,}", "\n\n", lines) + "\n"
 
 
 def _template_frame(exc: BaseException, *, default: str) -> tuple[str, int | None]:

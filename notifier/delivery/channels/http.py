@@ -1,0 +1,188 @@
+"""HTTP POST for the webhook-shaped channels (``webhook``, ``slack``), and what answers mean.
+
+How answers map to results (the contract's "Webhook deliveries"):
+
+- 2xx: ``sent``.
+- 3xx: ``retry``; redirects are never followed (a signed payload must not be replayed
+  to wherever a Location points), but a redirect is often a passing misconfiguration
+  (a moved endpoint, a maintenance page), so it is retried on the backoff schedule and
+  ends ``dead`` like any failure that persists (issue 6; the contract: "a 3xx is a
+  failure").
+- 410 Gone: ``gone``; the outbox stops delivering to that endpoint until its config
+  entry changes.
+- 5xx, 408, 429: ``retry``, with ``retry_after_s`` from ``Retry-After`` (capped at a day).
+- Other 4xx: ``failed``.
+- A timeout or a refused or dropped connection: ``retry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+
+from notifier.core.model import SendResult
+from notifier.delivery.channels.base import clip_detail, sha256_hex
+
+log = logging.getLogger(__name__)
+
+#: Most of a response body we read (and discard): a hostile receiver cannot make us
+#: buffer more. Reading it lets a keep-alive connection be reused.
+RESPONSE_READ_MAX_BYTES = 64 * 1024
+#: Longest ``Retry-After`` we honour; the backoff schedule takes over beyond it.
+RETRY_AFTER_MAX_S = 86_400.0
+DEFAULT_USER_AGENT = "tariff-notifier/0.1"
+_SNIPPET_BYTES = 200  # of a failure's response body, for the delivery log
+_RETRY_STATUSES = frozenset({408, 429})
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (RFC 9110 §10.2.3), or ``None``.
+
+    Either delay-seconds or an HTTP-date; clamped to ``[0, RETRY_AFTER_MAX_S]``.
+    Garbage is ``None`` (the backoff schedule applies).
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:  # "-0000" and obsolete forms: HTTP-dates are GMT
+            moment = moment.replace(tzinfo=UTC)
+        seconds = (moment - now).total_seconds()
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+
+
+def is_retry_status(status: int) -> bool:
+    """408, 429 and 5xx: the receiver may take it later (and may say when)."""
+    return status in _RETRY_STATUSES or 500 <= status <= 599
+
+
+def classify_status(
+    status: int, *, retry_after_s: float | None = None, snippet: str = "", location: str = ""
+) -> SendResult:
+    """The result of an HTTP answer (pure; see the module docstring).
+
+    ``snippet`` is the start of the response body and ``location`` its ``Location``
+    header, both only for the detail.
+    """
+    said = f"HTTP {status}" + (f" to {location}" if location else "")
+    said += f": {snippet}" if snippet else ""
+    if 200 <= status <= 299:
+        return SendResult("sent", clip_detail(f"HTTP {status}"))
+    if status == 410:
+        return SendResult("gone", clip_detail(said))
+    if 300 <= status <= 399:
+        return SendResult("retry", clip_detail(f"redirect not followed: {said}"))
+    if is_retry_status(status):
+        return SendResult("retry", clip_detail(said), retry_after_s=retry_after_s)
+    return SendResult("failed", clip_detail(said))
+
+
+class HttpPoster:
+    """POSTs bodies over one shared aiohttp session, with a total deadline per request.
+
+    Shared by the webhook and Slack channels (one connection pool for both).
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        session: aiohttp.ClientSession | None = None,
+        user_agent: str = DEFAULT_USER_AGENT,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self._session = session
+        self._own_session = session is None
+        self.base_headers = {"Content-Type": "application/json", "User-Agent": user_agent}
+
+    async def open(self) -> None:
+        if self._session is None or (self._own_session and self._session.closed):
+            # limit=0: the outbox bounds concurrency; a second limit here would only
+            # queue requests behind the deadline.
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),  # asyncio.timeout in post()
+                auto_decompress=False,  # we discard bodies; do not inflate them
+                trust_env=False,
+            )
+            self._own_session = True
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
+        """One POST; the result carries the SHA-256 of ``body``. Never raises."""
+        result = await self._post_safely(url, body, headers)
+        return dataclasses.replace(result, sha256=sha256_hex(body))
+
+    async def _post_safely(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
+        if self._session is None:
+            await self.open()
+        assert self._session is not None
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await self._post(self._session, url, body, headers)
+        except TimeoutError:
+            return SendResult("retry", f"no answer within {self.timeout_s:g}s")
+        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):
+            return SendResult("failed", "invalid webhook URL (http or https only)")
+        except aiohttp.ClientConnectorError as exc:
+            return SendResult("retry", clip_detail(f"connection failed: {exc}"))
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+            return SendResult("retry", clip_detail(f"connection dropped: {exc}"))
+        except (aiohttp.ClientError, OSError) as exc:
+            return SendResult("retry", clip_detail(f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # a bug must not stop the outbox; keep the message
+            log.warning("webhook send failed unexpectedly", exc_info=True)
+            return SendResult("retry", clip_detail(f"unexpected {type(exc).__name__}"))
+
+    async def _post(
+        self, session: aiohttp.ClientSession, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> SendResult:
+        async with session.post(
+            url, data=body, headers=dict(headers), allow_redirects=False
+        ) as response:
+            status = response.status
+            snippet = b""
+            if not 200 <= status <= 299:
+                snippet = await response.content.read(_SNIPPET_BYTES)
+            await _drain(response, RESPONSE_READ_MAX_BYTES - len(snippet))
+            retry_after_s = None
+            if is_retry_status(status):
+                retry_after_s = parse_retry_after(
+                    response.headers.get("Retry-After"), now=datetime.now(UTC)
+                )
+            location = response.headers.get("Location", "") if 300 <= status <= 399 else ""
+        text = snippet.decode("utf-8", "replace")
+        return classify_status(status, retry_after_s=retry_after_s, snippet=text, location=location)
+
+
+async def _drain(response: aiohttp.ClientResponse, limit_bytes: int) -> None:
+    """Read and drop up to ``limit_bytes``; past that, close instead of reusing.
+
+    A fully read body lets aiohttp return the connection to the pool; a longer one is
+    not worth reading, so the connection is closed.
+    """
+    remaining = limit_bytes
+    while remaining > 0:
+        chunk = await response.content.read(min(remaining, 16_384))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+    if not response.content.at_eof():
+        response.close()

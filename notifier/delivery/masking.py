@@ -1,0 +1,32 @@
+"""What the delivery log may show of a target (CONTRACT.md, "The delivery log").
+
+Email addresses are shown as they are. A webhook URL that is a secret (every Slack URL;
+a webhook whose value came from ``${VAR}``) is shown as scheme and host only,
+``https://hooks.slack.com/…``; other URLs without their query string (tokens often ride
+there) and never with credentials in them.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+#: Hosts whose webhook URLs are credentials in themselves (the path is the token).
+SECRET_HOSTS = frozenset({"hooks.slack.com"})
+
+
+def mask_target(target: str, *, secret: bool) -> str:
+    """``target`` as the delivery log may show it; ``secret``: the URL itself is one."""
+    try:
+        parts = urlsplit(target)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:  # an unparseable URL (a bad port, an odd IPv6 literal)
+        return target.split("?", 1)[0] if "://" not in target else "(invalid URL)"
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return target  # an email address, or not a URL at all
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    if secret or host.lower() in SECRET_HOSTS:
+        return f"{parts.scheme}://{netloc}/…"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
