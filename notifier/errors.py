@@ -38,7 +38,23 @@ class ConfigError(NotifierError):
 
 
 class StoreError(NotifierError):
-    """The state store cannot be opened or written (read-only folder, disk full, locked)."""
+    """The state store cannot be opened, read or written (read-only folder, disk full,
+    locked, database down). Every database error leaves the store as one of these."""
+
+
+class StoreUnavailable(StoreError):
+    """The state database cannot be reached (PostgreSQL down or refusing, connection lost,
+    no connection free in time): usually worth retrying later."""
+
+
+class StoreDamaged(StoreError):
+    """The SQLite state file is damaged or not a database: retrying will not help; the
+    message names the file and what to do."""
+
+
+class StateUrlError(StoreError, ValueError):
+    """``[notifier] state`` is not a URL the store can open (unsupported scheme, no
+    database). Raised by parsing, before anything is opened."""
 
 
 class FetchError(NotifierError):

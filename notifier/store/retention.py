@@ -9,6 +9,9 @@
   so a quiet feed never loses them and never re-alerts them.
 - **Feeds** no longer configured and not polled for ``retention``: their entries, state
   and lease. Added back later, a feed starts again from a silent baseline.
+- **Ledger rows** (``ledger.py``) are not touched by any of that: they go only when older
+  than ``ledger_retention`` (none given: kept), so the record of what was sent to whom
+  outlives the deliveries.
 
 Deletes go in batches, one short transaction each, so polls and deliveries that need the
 writer (SQLite has one) wait for a batch, not for the whole pass. On PostgreSQL each batch
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from notifier.store import schema as t
+from notifier.store.dialect import RETENTION_LOCK
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -35,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ENTRY_REFRESH", "Pruned", "prune"]
 
-RETENTION_LOCK = 0x7265746E  # pg advisory lock key for retention ("retn")
 # How stale an entry's `last_seen_at` may get while it is still in its feed.
 ENTRY_REFRESH = timedelta(days=1)
 BATCH = 500
@@ -48,15 +51,19 @@ class Pruned:
     attempts: int = 0
     entries: int = 0
     feeds: int = 0
+    ledger: int = 0
 
     def total(self) -> int:
-        return self.events + self.deliveries + self.attempts + self.entries + self.feeds
+        return (
+            self.events + self.deliveries + self.attempts + self.entries + self.feeds + self.ledger
+        )
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"{self.events} events, {self.deliveries} deliveries, {self.attempts} attempts, "
             f"{self.entries} feed entries, {self.feeds} removed feeds"
         )
+        return text + (f", {self.ledger} ledger rows" if self.ledger else "")
 
 
 async def prune(
@@ -65,21 +72,23 @@ async def prune(
     now: datetime,
     retention: timedelta,
     feed_ids: Collection[str],
+    ledger_retention: timedelta | None = None,
     batch: int = BATCH,
 ) -> Pruned:
-    """Forget what is older than ``retention`` (see the module docstring)."""
+    """Forget what is older than ``retention``, and ledger rows older than
+    ``ledger_retention`` (see the module docstring)."""
     pruned = Pruned()
     await _prune_events(store, now - retention, batch, pruned)
     await _prune_entries(store, retention, batch, pruned)
     await _prune_feeds(store, now - retention, set(feed_ids), pruned)
+    if ledger_retention is not None:
+        await _prune_ledger(store, now - ledger_retention, batch, pruned)
     return pruned
 
 
 async def _ours(store: Store, tx: AsyncConnection) -> bool:
     """Whether this transaction may prune (no other instance is pruning right now)."""
-    if store.is_sqlite:
-        return True
-    return bool(await tx.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(RETENTION_LOCK))))
+    return await store.dialect.try_advisory_lock(tx, RETENTION_LOCK)
 
 
 async def _prune_events(store: Store, cutoff: datetime, batch: int, pruned: Pruned) -> None:
@@ -163,3 +172,25 @@ async def _prune_feeds(
             await tx.execute(t.feed_leases.delete().where(t.feed_leases.c.feed_id == feed_id))
             await tx.execute(t.feed_state.delete().where(fs.feed_id == feed_id))
         pruned.feeds += 1
+
+
+async def _prune_ledger(store: Store, cutoff: datetime, batch: int, pruned: Pruned) -> None:
+    c = t.ledger.c
+    while True:
+        async with store.transaction() as tx:
+            if not await _ours(store, tx):
+                return
+            ids = list(
+                (
+                    await tx.execute(
+                        sa.select(c.id).where(c.at < cutoff).order_by(c.at).limit(batch)
+                    )
+                ).scalars()
+            )
+            if not ids:
+                return
+            result = await tx.execute(t.ledger.delete().where(c.id.in_(ids)))
+            pruned.ledger += result.rowcount
+        if len(ids) < batch:
+            return
+        await asyncio.sleep(0)

@@ -165,3 +165,26 @@ unsubscribes = sa.Table(
     sa.Column("target", sa.String(2000), primary_key=True),
     sa.Column("at", UTCDateTime, nullable=False),
 )
+
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    # One row per delivery attempt, kept for `ledger_retention` (not `retention`): no
+    # foreign keys, since it outlives the deliveries and events it tells about.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(64), nullable=False),
+    sa.Column("event_id", sa.String(64)),
+    sa.Column("event_type", sa.String(64)),
+    sa.Column("subscriber_id", sa.String(200)),
+    sa.Column("channel", sa.String(16)),
+    # Masked: an http(s) target as scheme and host unless the caller gave a safe form.
+    sa.Column("target", sa.Text),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text),  # the peer's answer ("HTTP 204", "250 2.0.0 Ok")
+    sa.Column("sha256", sa.String(64)),  # of the exact bytes sent; None if nothing was
+    sa.Index("ix_ledger_at", "at"),
+    sa.Index("ix_ledger_delivery", "delivery_id"),
+)

@@ -150,7 +150,7 @@ async def test_database_from_the_first_schema_is_upgraded_keeping_its_data(
         await store.close()
     upgraded = await Store.open(url)
     try:
-        assert await upgraded.schema_revision() == "0004"
+        assert await upgraded.schema_revision() == "0005"
         state = (await upgraded.feed_states())["fr"]
         assert (state.failures, state.etag, state.polled_by) == (2, '"v1"', None)
         assert await upgraded.take_feed_lease(

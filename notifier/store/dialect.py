@@ -1,0 +1,293 @@
+"""What differs between SQLite and PostgreSQL, and nothing else.
+
+The queries (``feeds.py``, ``calendar.py``, ``queue.py``, ...) are the same code on both
+backends; where a backend needs its own SQL or its own locking they ask the store's
+``Dialect``: insert-if-absent and upsert, how a claim locks its rows, advisory locks,
+engine setup, and which errors mean "damaged" or "unreachable".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import sqlite3
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from notifier.errors import StoreDamaged, StoreError
+from notifier.store.url import StateUrl
+
+__all__ = [
+    "DIGEST_LOCK",
+    "MIGRATION_LOCK",
+    "RETENTION_LOCK",
+    "Dialect",
+    "PostgresDialect",
+    "SqliteDialect",
+    "dialect_for",
+]
+
+# Advisory lock keys (PostgreSQL); on SQLite there is one writer and they always succeed.
+DIGEST_LOCK = 0x7461726966  # digest claims ("tarif")
+MIGRATION_LOCK = 0x74617269  # schema migrations
+RETENTION_LOCK = 0x7265746E  # retention ("retn")
+
+# SQLite result codes (primary, the low byte of the extended code): sqlite.org/rescode.html
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+_DAMAGE_TEXTS = ("database disk image is malformed", "file is not a database")
+
+
+class Dialect:
+    """One backend's differences. A store holds exactly one (``dialect_for(url)``)."""
+
+    name: str
+    #: SQLite: one process per state file (``instance_lock``); PostgreSQL: several.
+    single_instance: bool
+
+    def __init__(self, state: StateUrl) -> None:
+        self.state = state
+
+    # --- the engine -----------------------------------------------------------------------
+
+    def engine_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``create_async_engine``."""
+        return {}
+
+    def configure_engine(self, engine: AsyncEngine) -> None:
+        """Connection setup for a new engine (pragmas, transaction control)."""
+
+    def prepare(self) -> None:
+        """Make the database openable before the engine is created (the SQLite folder)."""
+
+    async def verify(self, conn: AsyncConnection) -> None:
+        """Raise ``StoreDamaged`` when the database is damaged (checked at open)."""
+
+    # --- SQL --------------------------------------------------------------------------------
+
+    def _insert(self, table: sa.Table) -> Any:
+        raise NotImplementedError
+
+    def insert_ignore(self, table: sa.Table, *keys: str) -> Any:
+        """``INSERT … ON CONFLICT (keys) DO NOTHING``: a row that exists stays as it is."""
+        return self._insert(table).on_conflict_do_nothing(index_elements=list(keys))
+
+    def upsert(self, table: sa.Table, keys: Sequence[str], update: Sequence[str]) -> Any:
+        """``INSERT … ON CONFLICT (keys) DO UPDATE``: a row that exists gets the ``update``
+        columns of the new one (the others, e.g. a first-seen time, stay)."""
+        insert = self._insert(table)
+        return insert.on_conflict_do_update(
+            index_elements=list(keys), set_={name: insert.excluded[name] for name in update}
+        )
+
+    def claimable(self, select: sa.Select[Any]) -> sa.Select[Any]:
+        """``select`` made safe for claiming queue rows against other workers."""
+        return select
+
+    # --- locks ------------------------------------------------------------------------------
+
+    def write_lock(self) -> AbstractAsyncContextManager[Any]:
+        """Held around every write transaction of this process."""
+        return contextlib.nullcontext()
+
+    async def try_advisory_lock(self, conn: AsyncConnection, key: int) -> bool:
+        """A lock for the rest of ``conn``'s transaction, unless another instance holds it."""
+        return True
+
+    def advisory_lock_sync(self, connection: sa.Connection, key: int) -> None:
+        """Wait for a lock for the rest of the (sync) transaction: migrations."""
+
+    # --- errors -----------------------------------------------------------------------------
+
+    def damage(self, exc: BaseException) -> str | None:
+        """The reason when ``exc`` says the database itself is damaged, else None."""
+        return None
+
+    def damaged(self, reason: str) -> StoreDamaged:
+        """The error for a damaged database."""
+        return StoreDamaged(f"state database {self.state.masked} is damaged ({reason})")
+
+    def unavailable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the database cannot be reached (vs a failed statement)."""
+        return isinstance(exc, PoolTimeout)
+
+
+class SqliteDialect(Dialect):
+    """A file (or memory) database with one writer: WAL, a busy timeout, ``BEGIN
+    IMMEDIATE`` for writes, and writers of this process queued on an asyncio lock."""
+
+    name = "sqlite"
+    single_instance = True
+
+    def __init__(self, state: StateUrl) -> None:
+        super().__init__(state)
+        # SQLite has one writer: in this process, writers queue here instead of on
+        # SQLite's busy timeout, which a burst of concurrent polls would outlast.
+        self._writer = asyncio.Lock()
+
+    @property
+    def path(self) -> Path | None:
+        """The state file (None in memory)."""
+        return self.state.path
+
+    def prepare(self) -> None:
+        path = self.path
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create state folder {path.parent}: {exc}") from None
+        if path.parent.exists() and not os.access(path.parent, os.W_OK):
+            raise StoreError(f"state folder {path.parent} is not writable")
+
+    def configure_engine(self, engine: AsyncEngine) -> None:
+        """WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for write transactions.
+
+        pysqlite's own transaction handling starts transactions lazily with a plain BEGIN,
+        and a read that upgrades to a write ignores ``busy_timeout`` (SQLite docs, "BEGIN");
+        so we take over transaction control (SQLAlchemy's documented aiosqlite recipe).
+        """
+
+        @sa_event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @sa_event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            # Reads stay deferred (WAL readers never block); writes take the lock up front.
+            write = conn.get_execution_options().get("notifier_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    async def verify(self, conn: AsyncConnection) -> None:
+        """``PRAGMA quick_check`` of an existing file: a damaged page found now is one
+        clear error at start, not a failure in whichever query first reads it (about
+        2 ms per MB of state)."""
+        if self.path is None or not self.path.exists():
+            return
+        rows = (await conn.exec_driver_sql("PRAGMA quick_check")).scalars().all()
+        await conn.rollback()
+        if rows != ["ok"]:
+            raise self.damaged(str(rows[0]) if rows else "no answer to an integrity check")
+
+    def damaged(self, reason: str) -> StoreDamaged:
+        """The error for a damaged state file: it names the file and the way out."""
+        if self.path is None:
+            return super().damaged(reason)
+        return StoreDamaged(
+            f"state file {self.path} is damaged ({reason}): restore it from a backup, or "
+            "move it aside to start over with a fresh baseline"
+        )
+
+    def _insert(self, table: sa.Table) -> Any:
+        return sqlite.insert(table)
+
+    def write_lock(self) -> AbstractAsyncContextManager[Any]:
+        return self._writer
+
+    def damage(self, exc: BaseException) -> str | None:
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        if not isinstance(orig, sqlite3.DatabaseError):
+            return None
+        text = (str(orig).splitlines() or [""])[0]
+        code = getattr(orig, "sqlite_errorcode", 0) & 0xFF
+        if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or text in _DAMAGE_TEXTS:
+            return text or type(orig).__name__
+        return None
+
+
+class PostgresDialect(Dialect):
+    """A server shared by several instances: claims with ``FOR UPDATE SKIP LOCKED``, and
+    advisory locks so that one instance at a time claims digests, prunes, or migrates."""
+
+    name = "postgresql"
+    single_instance = False
+
+    def engine_options(self) -> dict[str, Any]:
+        # A server restart leaves dead connections in the pool: test them on checkout.
+        return {"pool_pre_ping": True}
+
+    def _insert(self, table: sa.Table) -> Any:
+        return postgresql.insert(table)
+
+    def claimable(self, select: sa.Select[Any]) -> sa.Select[Any]:
+        return select.with_for_update(skip_locked=True)
+
+    async def try_advisory_lock(self, conn: AsyncConnection, key: int) -> bool:
+        return bool(await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(key))))
+
+    def advisory_lock_sync(self, connection: sa.Connection, key: int) -> None:
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+    def unavailable(self, exc: BaseException) -> bool:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        # SQLAlchemy wraps the driver's error (``orig``), which wraps asyncpg's own.
+        for cause in _causes(exc):
+            if isinstance(cause, PoolTimeout | OSError):
+                return True  # asyncpg raises a refused connection raw
+            if type(cause).__name__ in ("InterfaceError", "ConnectionDoesNotExistError"):
+                return True  # asyncpg's, or SQLAlchemy's adapted copy of it
+            if str(getattr(cause, "sqlstate", "") or "").startswith(_UNREACHABLE_STATES):
+                return True
+        return False
+
+
+# SQLSTATEs that mean "no usable server": connection exceptions, shutdown and start-up,
+# no such database, too many connections (PostgreSQL docs, appendix A).
+_UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03", "3D000", "53300")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in found and len(found) < 4:
+        found.append(current)
+        orig = current.orig if isinstance(current, DBAPIError) else None
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return found
+
+
+def dialect_for(state: StateUrl) -> Dialect:
+    """The dialect of a parsed state URL."""
+    if state.dialect == "sqlite":
+        return SqliteDialect(state)
+    return PostgresDialect(state)
+
+
+@functools.cache
+def database_errors() -> tuple[type[BaseException], ...]:
+    """Every exception type that means "the database failed" on either backend.
+
+    ``OSError`` covers asyncpg's raw ``ConnectionRefusedError`` (and ``TimeoutError``);
+    the drivers' own errors are listed for the few paths where SQLAlchemy does not wrap
+    them (a connect event, a pool checkout).
+    """
+    return (SQLAlchemyError, OSError, sqlite3.Error, *_asyncpg_errors())
+
+
+@functools.cache
+def _asyncpg_errors() -> tuple[type[BaseException], ...]:
+    """asyncpg's base errors; none without asyncpg (it is the optional ``postgres`` extra)."""
+    try:
+        import asyncpg  # type: ignore[import-untyped]
+    except ImportError:
+        return ()
+    return (asyncpg.PostgresError, asyncpg.InterfaceError)

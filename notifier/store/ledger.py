@@ -1,0 +1,125 @@
+"""The ledger: one row per delivery attempt, kept for ``ledger_retention`` (two years by
+default), long after ``retention`` has forgotten the event and its delivery.
+
+It keeps metadata and hashes only: who, which event, which channel and (masked) target,
+when, the outcome and the answer, and the SHA-256 of the exact bytes sent, so an operator
+can answer "did the broker get the May 3 auto-parts alert, and which version" a year
+later (``deliveries export``). Rows are written by ``record_attempts``, in the
+transaction that records the attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from notifier.store import schema as t
+from notifier.store.engine import READ, Connector, guarded, in_chunks
+
+if TYPE_CHECKING:
+    from notifier.store.queue import AttemptRecord
+
+__all__ = ["LedgerQueries", "mask_target", "write_ledger"]
+
+PAGE = 1000
+
+
+def mask_target(target: str) -> str:
+    """A target as the ledger may keep it: an http(s) URL as scheme and host (its path
+    and query may hold a secret, a Slack webhook's does), an address as it is."""
+    parts = urlsplit(target)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return target
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    rest = "/…" if (parts.path not in ("", "/") or parts.query or parts.fragment) else ""
+    return f"{parts.scheme.lower()}://{host}{port}{rest}"
+
+
+async def write_ledger(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> None:
+    """The ledger rows of ``records``, in the caller's transaction. The delivery and event
+    metadata is read in that transaction (a delivery unknown to the store gets none)."""
+    d, e = t.deliveries.c, t.events.c
+    about: dict[str, Any] = {}
+    for chunk in in_chunks(r.delivery_id for r in records):
+        rows = await conn.execute(
+            sa.select(d.id, d.event_id, d.subscriber_id, d.channel, d.target, e.type)
+            .join(t.events, e.id == d.event_id)
+            .where(d.id.in_(chunk))
+        )
+        about.update({row.id: row for row in rows})
+    rows_out = []
+    for r in records:
+        known = about.get(r.delivery_id)
+        target = r.target_masked
+        if target is None and known is not None:
+            target = mask_target(known.target)
+        rows_out.append(
+            {
+                "delivery_id": r.delivery_id,
+                "event_id": known.event_id if known is not None else None,
+                "event_type": known.type if known is not None else None,
+                "subscriber_id": known.subscriber_id if known is not None else None,
+                "channel": known.channel if known is not None else None,
+                "target": target,
+                "attempt": r.attempts,
+                "at": r.at,
+                "outcome": r.outcome,
+                "status": r.status,
+                "detail": r.detail,
+                "sha256": r.sha256,
+            }
+        )
+    await conn.execute(t.ledger.insert(), rows_out)
+
+
+def _since(query: sa.Select[Any], since: datetime | None) -> sa.Select[Any]:
+    return query if since is None else query.where(t.ledger.c.at >= since)
+
+
+class LedgerQueries(Connector):
+    """``ledger``: reads for ``deliveries export``."""
+
+    @guarded(READ)
+    async def ledger(
+        self, *, since: datetime | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Ledger rows from ``since`` on (all when None), oldest first (by ``at``, then
+        ``id``), at most ``limit``."""
+        query = _since(sa.select(t.ledger), since).order_by(t.ledger.c.at, t.ledger.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query)]
+
+    async def stream_ledger(
+        self, *, since: datetime | None = None, page_size: int = PAGE
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The same rows as ``ledger``, read a page at a time (each page one short read,
+        so an export of years of attempts holds neither a connection nor the memory)."""
+        after: tuple[datetime, int] | None = None
+        while True:
+            page = await self._ledger_page(since=since, after=after, page_size=page_size)
+            for row in page:
+                yield row
+            if len(page) < page_size:
+                return
+            after = (page[-1]["at"], page[-1]["id"])
+
+    @guarded(READ)
+    async def _ledger_page(
+        self, *, since: datetime | None, after: tuple[datetime, int] | None, page_size: int
+    ) -> list[dict[str, Any]]:
+        c = t.ledger.c
+        query = _since(sa.select(t.ledger), since)
+        if after is not None:
+            at, row_id = after
+            query = query.where((c.at > at) | ((c.at == at) & (c.id > row_id)))
+        query = query.order_by(c.at, c.id).limit(page_size)
+        async with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query)]

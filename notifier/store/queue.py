@@ -1,0 +1,342 @@
+"""The outbox: events and their deliveries, claims by workers, and the attempts made.
+
+Events and deliveries are inserted in the caller's transaction (the one that changes the
+state they come from). A delivery is claimed with a lease that expires, so a killed
+worker's deliveries return to the queue; a finished attempt is recorded with the
+delivery's new status, and its ledger row, in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from notifier.core.model import Delivery, Event
+from notifier.store import schema as t
+from notifier.store.dialect import DIGEST_LOCK
+from notifier.store.engine import READ, WRITE, Connector, guarded, in_chunks, padded
+from notifier.store.ledger import write_ledger
+
+__all__ = ["AttemptRecord", "QueueQueries"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One finished attempt and the delivery's state after it.
+
+    ``sha256`` is the hash of the exact bytes sent (the webhook body, the whole email
+    message), for the ledger. ``target_masked`` is the target as the ledger may show it
+    (no secret); None: an http(s) URL is kept as scheme and host, an address as it is.
+    """
+
+    delivery_id: str
+    at: datetime
+    outcome: str
+    status: str
+    attempts: int
+    next_at: datetime | None
+    detail: str | None
+    sha256: str | None = None
+    target_masked: str | None = None
+
+
+def _delivery_from_row(row: Any) -> Delivery:
+    return Delivery(
+        id=row.id,
+        event_id=row.event_id,
+        subscriber_id=row.subscriber_id,
+        channel=row.channel,
+        target=row.target,
+        status=row.status,
+        attempts=row.attempts,
+        next_at=row.next_at,
+        created_at=row.created_at,
+        last_error=row.last_error,
+        sent_at=row.sent_at,
+        digest_at=row.digest_at,
+    )
+
+
+def _event_from_row(row: Any) -> Event:
+    return Event(
+        id=row.id,
+        type=row.type,
+        timestamp=row.timestamp,
+        data=row.data,
+        origins=tuple(row.origins),
+        hts=tuple(row.hts),
+        text=row.text,
+    )
+
+
+class QueueQueries(Connector):
+    """``events``, ``deliveries`` and ``delivery_attempts``."""
+
+    @guarded(WRITE)
+    async def emit(
+        self,
+        conn: AsyncConnection,
+        event: Event,
+        deliveries: Sequence[Delivery],
+        *,
+        now: datetime,
+    ) -> bool:
+        """Insert an event and its deliveries unless the event exists. True if inserted."""
+        return bool(await self.emit_many(conn, [(event, deliveries)], now=now))
+
+    @guarded(WRITE)
+    async def emit_many(
+        self,
+        conn: AsyncConnection,
+        planned: Sequence[tuple[Event, Sequence[Delivery]]],
+        *,
+        now: datetime,
+    ) -> list[Event]:
+        """Insert the events not stored yet, with their deliveries; returns those events.
+
+        Insert-if-absent on the event id (``ON CONFLICT DO NOTHING``), and the same on
+        the deliveries' derived ids: two instances that see the same change at once emit
+        it once, and neither transaction fails. A few statements per batch, however many
+        events (a feed with 20 new entries is one round trip for its events, one for its
+        deliveries).
+        """
+        if not planned:
+            return []
+        wanted = padded(list(dict.fromkeys(event.id for event, _ in planned)))
+        existing = {
+            row.id
+            for row in await conn.execute(sa.select(t.events.c.id).where(t.events.c.id.in_(wanted)))
+        }
+        fresh = [(e, ds) for e, ds in planned if e.id not in existing]
+        if not fresh:
+            return []
+        await conn.execute(
+            self.dialect.insert_ignore(t.events, "id"),
+            [
+                {
+                    "id": event.id,
+                    "type": event.type,
+                    "timestamp": event.timestamp,
+                    "data": dict(event.data),
+                    "origins": list(event.origins),
+                    "hts": list(event.hts),
+                    "text": event.text,
+                    "created_at": now,
+                }
+                for event, _ in fresh
+            ],
+        )
+        rows = [
+            {
+                "id": d.id,
+                "event_id": d.event_id,
+                "subscriber_id": d.subscriber_id,
+                "channel": d.channel,
+                "target": d.target,
+                "status": d.status,
+                "attempts": d.attempts,
+                "next_at": d.next_at,
+                "created_at": d.created_at,
+                "updated_at": d.created_at,
+                "digest_at": d.digest_at,
+            }
+            for _, deliveries in fresh
+            for d in deliveries
+        ]
+        if rows:
+            await conn.execute(self.dialect.insert_ignore(t.deliveries, "id"), rows)
+        return [event for event, _ in fresh]
+
+    @guarded(READ)
+    async def events_by_id(self, ids: Iterable[str]) -> dict[str, Event]:
+        out: dict[str, Event] = {}
+        async with self.engine.connect() as conn:
+            for chunk in in_chunks(ids):
+                rows = await conn.execute(sa.select(t.events).where(t.events.c.id.in_(chunk)))
+                out.update({r.id: _event_from_row(r) for r in rows})
+        return out
+
+    @guarded(WRITE)
+    async def claim_due(
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        worker: str,
+        lease: timedelta,
+        digest: bool = False,
+    ) -> list[Delivery]:
+        """Claim up to ``limit`` due deliveries for this worker (a lease that expires).
+
+        The dialect makes the pick safe against other workers: ``FOR UPDATE SKIP
+        LOCKED`` on PostgreSQL, so concurrent instances never take the same row; on
+        SQLite the single writer lock serialises claims.
+        """
+        c = t.deliveries.c
+        due = (
+            (c.status == "queued")
+            & (c.next_at <= now)
+            & ((c.claimed_until.is_(None)) | (c.claimed_until < now))
+        )
+        due &= c.digest_at.is_not(None) if digest else c.digest_at.is_(None)
+        pick = self.dialect.claimable(sa.select(c.id).where(due).order_by(c.next_at).limit(limit))
+        async with self.transaction() as conn:
+            # A digest is one email for a whole group of rows: let one instance at a
+            # time claim digests, so a group is never split between two senders.
+            if digest and not await self.dialect.try_advisory_lock(conn, DIGEST_LOCK):
+                return []
+            ids = [r.id for r in await conn.execute(pick)]
+            if not ids:
+                return []
+            await conn.execute(
+                t.deliveries.update()
+                .where(c.id.in_(padded(ids)))
+                .values(claimed_until=now + lease, claimed_by=worker)
+            )
+            rows = await conn.execute(sa.select(t.deliveries).where(c.id.in_(padded(ids))))
+            order = {delivery_id: i for i, delivery_id in enumerate(ids)}
+            return sorted((_delivery_from_row(r) for r in rows), key=lambda d: order[d.id])
+
+    @guarded(READ)
+    async def next_due_at(self) -> datetime | None:
+        """When the earliest queued delivery (digests included) becomes due."""
+        async with self.engine.connect() as conn:
+            due: datetime | None = await conn.scalar(
+                sa.select(sa.func.min(t.deliveries.c.next_at)).where(
+                    t.deliveries.c.status == "queued"
+                )
+            )
+            return due
+
+    @guarded(WRITE)
+    async def record_attempts(self, records: Sequence[AttemptRecord]) -> None:
+        """Log attempts and move their deliveries to their new status, releasing the
+        claims, all in one transaction (a batch of finished attempts costs one commit).
+        Each attempt's ledger row is written in the same transaction."""
+        if not records:
+            return
+        c = t.deliveries.c
+        update = (
+            t.deliveries.update()
+            .where(c.id == sa.bindparam("b_id"))
+            .values(
+                status=sa.bindparam("b_status"),
+                attempts=sa.bindparam("b_attempts"),
+                next_at=sa.bindparam("b_next_at"),
+                updated_at=sa.bindparam("b_now"),
+                last_error=sa.bindparam("b_error"),
+                sent_at=sa.bindparam("b_sent_at"),
+                claimed_until=None,
+                claimed_by=None,
+            )
+        )
+        async with self.transaction() as conn:
+            await conn.execute(
+                update,
+                [
+                    {
+                        "b_id": r.delivery_id,
+                        "b_status": r.status,
+                        "b_attempts": r.attempts,
+                        "b_next_at": r.next_at,
+                        "b_now": r.at,
+                        "b_error": r.detail if r.outcome != "sent" else None,
+                        "b_sent_at": r.at if r.outcome == "sent" else None,
+                    }
+                    for r in records
+                ],
+            )
+            await conn.execute(
+                t.delivery_attempts.insert(),
+                [
+                    {
+                        "delivery_id": r.delivery_id,
+                        "attempt": r.attempts,
+                        "at": r.at,
+                        "outcome": r.outcome,
+                        "detail": r.detail,
+                    }
+                    for r in records
+                ],
+            )
+            await write_ledger(conn, records)
+
+    @guarded(WRITE)
+    async def release_claims(self, worker: str) -> None:
+        """Return this worker's claimed deliveries to the queue (clean shutdown)."""
+        async with self.transaction() as conn:
+            await conn.execute(
+                t.deliveries.update()
+                .where(t.deliveries.c.claimed_by == worker)
+                .values(claimed_until=None, claimed_by=None)
+            )
+
+    @guarded(WRITE)
+    async def release_all_claims(self) -> None:
+        """Drop every claim (single-instance SQLite start: no other worker can hold one)."""
+        async with self.transaction() as conn:
+            await conn.execute(
+                t.deliveries.update()
+                .where(t.deliveries.c.claimed_by.is_not(None))
+                .values(claimed_until=None, claimed_by=None)
+            )
+
+    @guarded(READ)
+    async def list_deliveries(
+        self, *, status: str | None = None, limit: int = 1000
+    ) -> list[tuple[Delivery, str]]:
+        """The delivery log, newest first, with each delivery's event type."""
+        query = (
+            sa.select(t.deliveries, t.events.c.type.label("event_type"))
+            .join(t.events, t.events.c.id == t.deliveries.c.event_id)
+            .order_by(t.deliveries.c.created_at.desc(), t.deliveries.c.id)
+            .limit(limit)
+        )
+        if status:
+            query = query.where(t.deliveries.c.status == status)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query)
+            return [(_delivery_from_row(r), r.event_type) for r in rows]
+
+    @guarded(WRITE)
+    async def requeue(self, delivery_ids: Sequence[str], *, now: datetime) -> list[str]:
+        """Re-queue dead (or failed) deliveries; returns the ids that were re-queued."""
+        c = t.deliveries.c
+        ids: list[str] = []
+        async with self.transaction() as conn:
+            for chunk in in_chunks(delivery_ids):
+                rows = await conn.execute(
+                    sa.select(c.id).where(c.id.in_(chunk) & c.status.in_(["dead", "failed"]))
+                )
+                ids += [r.id for r in rows]
+            for chunk in in_chunks(ids):
+                await conn.execute(
+                    t.deliveries.update()
+                    .where(c.id.in_(chunk))
+                    .values(status="queued", attempts=0, next_at=now, updated_at=now)
+                )
+        return ids
+
+    @guarded(READ)
+    async def counts(self) -> dict[str, int]:
+        """Deliveries per status (queue depth, dead letters) for health and metrics."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(t.deliveries.c.status, sa.func.count()).group_by(t.deliveries.c.status)
+            )
+            return {status: int(n) for status, n in rows}
+
+    @guarded(READ)
+    async def attempts_of(self, delivery_id: str) -> list[Mapping[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(t.delivery_attempts)
+                .where(t.delivery_attempts.c.delivery_id == delivery_id)
+                .order_by(t.delivery_attempts.c.id)
+            )
+            return [dict(r._mapping) for r in rows]
