@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--days", type=int, default=90, help="window length in days (default 90)")
     cal.add_argument("--json", action="store_true")
     cal.add_argument("--ics", type=Path, help="write an RFC 5545 calendar to this file")
+    cal.add_argument(
+        "--in-force", action="store_true", help="the rules in force (now, or --at), not transitions"
+    )
+    cal.add_argument("--at", help="with --in-force: a date (end of that day) or a datetime")
+    cal.add_argument("--origin", help="with --in-force: an ISO country code, e.g. JP")
+    cal.add_argument("--hts", help="with --in-force: an HTS code or prefix, e.g. 8708.29")
+    cal.add_argument("--subscriber", help="with --in-force: that subscriber's filters")
     dl = sub.add_parser("deliveries", parents=[common], help="the delivery log; `retry ID…`")
     dl.add_argument("action", nargs="*", help="`retry ID…` re-queues dead deliveries")
     dl.add_argument("--status", choices=["queued", "sent", "failed", "dead"])

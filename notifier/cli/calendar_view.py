@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 
 from notifier.config import Config, format_duration
-from notifier.core.calendar import Transition, all_transitions
+from notifier.core.calendar import Transition, all_transitions, rules_in_force
 from notifier.core.model import isoformat_z
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -47,6 +47,8 @@ RATE_COLUMN_MAX = 12
 
 def show_calendar(config: Config, args: argparse.Namespace) -> int:
     """Entry point of ``tariff-notifier calendar``; returns the exit code."""
+    if getattr(args, "in_force", False):
+        return show_in_force(config, args)
     if args.days <= 0:
         print(f"tariff-notifier: --days must be positive, got {args.days}", file=sys.stderr)
         return EXIT_USAGE
@@ -223,3 +225,89 @@ def write_ics(path: Path, found: Sequence[Transition], *, now: datetime, zone: Z
     cal = build_ics(found, now=now, zone=zone)
     path.write_bytes(cal.to_ical())
     return len(cal.walk("VEVENT"))
+
+
+# --- in force ----------------------------------------------------------------------------
+
+
+def _instant(value: str | None, *, zone: ZoneInfo, now: datetime) -> datetime:
+    """``--at``: a datetime, or a date meaning the end of that local day ("in force on
+    May 3" includes what took effect at 00:01 that day); default now."""
+    if value is None:
+        return now
+    text = value.strip()
+    try:
+        if "T" in text or " " in text:
+            moment = datetime.fromisoformat(text)
+            return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"expected a date like 2026-12-01 or a time like 2026-12-01T09:00, got {value!r}"
+        ) from None
+    # Everything that takes effect on that day has: 23:59 local.
+    return datetime(day.year, day.month, day.day, 23, 59, tzinfo=zone)
+
+
+def _filters(config: Config, args: argparse.Namespace) -> tuple[list[str] | None, list[str] | None]:
+    origins = [args.origin.strip().upper()] if args.origin else None
+    hts = [args.hts.replace(".", "").strip()] if args.hts else None
+    if args.subscriber:
+        sub = next((s for s in config.subscribers if s.id == args.subscriber), None)
+        if sub is None:
+            known = ", ".join(s.id for s in config.subscribers) or "none"
+            raise ValueError(f"no subscriber {args.subscriber!r} (known: {known})")
+        origins = origins or (list(sub.origins) if sub.origins else None)
+        hts = hts or (list(sub.hts) if sub.hts else None)
+    return origins, hts
+
+
+def show_in_force(config: Config, args: argparse.Namespace) -> int:
+    """``calendar --in-force``: what applies to these goods at that instant."""
+    zone = config.zone
+    try:
+        at = _instant(args.at, zone=zone, now=datetime.now(UTC))
+        origins, hts = _filters(config, args)
+    except ValueError as exc:
+        print(f"tariff-notifier: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    found = rules_in_force(config.rules, at=at, origins=origins, hts=hts)
+    if args.json:
+        json.dump(
+            [
+                {
+                    "rule": rule.to_dict(),
+                    "since": isoformat_z(rule.effective),
+                    "until": isoformat_z(rule.ends) if rule.ends else None,
+                }
+                for rule in found
+            ],
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+        return EXIT_OK
+    scope = []
+    if origins:
+        scope.append("origin " + ", ".join(origins))
+    if hts:
+        scope.append("HTS " + ", ".join(hts))
+    what = f" for {' and '.join(scope)}" if scope else ""
+    when = local_time(at, zone)
+    if not found:
+        print(f"no rules in force at {when}{what}")
+        return EXIT_OK
+    print(f"{len(found)} rules in force at {when}{what}, most specific first")
+    for rule in found:
+        until = local_time(rule.ends, zone)[:10] if rule.ends else "open"
+        origin = "any origin" if "*" in rule.origins else ",".join(rule.origins[:6])
+        more = "…" if len(rule.origins) > 6 else ""
+        print(f"- {rule.title}")
+        print(f"    rate {rule.rate or '(see source)'}; {rule.basis or 'basis not given'}")
+        print(
+            f"    since {local_time(rule.effective, zone)[:10]}, until {until}; "
+            f"{origin}{more}; HTS {', '.join(rule.hts)}"
+        )
+        if rule.source:
+            print(f"    source {rule.source}")
+    return EXIT_OK

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,8 @@ from notifier.logs import register_secrets
 from notifier.runtime.jobs import Jobs
 from notifier.runtime.runtime import Notifier, Runtime, build_renderer, build_tagger, config_secrets
 from notifier.store import Store, parse_state_url
+
+log = logging.getLogger("notifier.cli")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -38,7 +41,22 @@ def check(config: Config, args: argparse.Namespace) -> int:
     print(f"  templates:   {templates}")
     print(f"  state:       {config.model.notifier.state}")
     print(f"  email:       {'smtp ' + config.model.smtp.host if config.model.smtp else 'maildir'}")
+    warn_stale_calendar(config, out=sys.stdout)
     return EXIT_OK
+
+
+def warn_stale_calendar(config: Config, *, out: Any = None) -> None:
+    """Say which calendar files in use were last reviewed more than 90 days ago."""
+    today = datetime.now(config.zone).date()
+    for file, reviewed in config.stale_calendar_files(today):
+        message = (
+            f"calendar file {file} was last reviewed {reviewed} ({(today - reviewed).days} "
+            "days ago): its rules may be out of date; check them against their sources"
+        )
+        if out is not None:
+            print(f"  warning: {message}", file=out)
+        else:
+            log.warning("%s", message)
 
 
 # --- once ----------------------------------------------------------------------------
@@ -269,6 +287,7 @@ def calendar(config: Config, args: argparse.Namespace) -> int:
 
 def run(config: Config, args: argparse.Namespace) -> int:
     _secrets(config)
+    warn_stale_calendar(config)
     from notifier.runtime.daemon import run_daemon
 
     return run_daemon(config, args)

@@ -12,6 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +26,9 @@ from notifier.config.schema import (
 )
 from notifier.core.model import Rule, Subscriber
 from notifier.errors import ConfigError
+
+# A calendar file reviewed longer ago than this is flagged by `check` and at start-up.
+REVIEW_MAX_AGE_DAYS = 90
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -44,6 +48,8 @@ class Config:
         self.state_base = state_base or self.base_dir
         # Values read from the environment through ${VAR}: masked wherever shown.
         self.env_values: tuple[str, ...] = ()
+        # Calendar file -> its `reviewed` date (None: the file does not say).
+        self.calendar_reviewed: dict[str, date | None] = {}
 
     @functools.cached_property
     def subscribers(self) -> list[Subscriber]:
@@ -79,6 +85,14 @@ class Config:
         if url.startswith("sqlite:///") and ":memory:" not in url:
             return Path(url[len("sqlite:///") :]).parent
         return self.state_base / "state"
+
+    def stale_calendar_files(self, today: date) -> list[tuple[str, date]]:
+        """Calendar files in use that were last reviewed more than 90 days before today."""
+        return [
+            (file, when)
+            for file, when in sorted(self.calendar_reviewed.items())
+            if when is not None and (today - when).days > REVIEW_MAX_AGE_DAYS
+        ]
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -225,8 +239,11 @@ def _check_unique(items: list[Any], *, table: str, file: str, text: str) -> None
         seen[item.id] = index
 
 
-def load_calendar(paths: list[Path]) -> list[Rule]:
-    """Load calendar files; rule ids must be unique across all of them."""
+def load_calendar(
+    paths: list[Path], *, reviewed: dict[str, date | None] | None = None
+) -> list[Rule]:
+    """Load calendar files; rule ids must be unique across all of them. Each file's
+    ``reviewed`` date goes into ``reviewed`` (path -> date, None when it has none)."""
     rules: list[Rule] = []
     origin: dict[str, str] = {}
     for path in paths:
@@ -236,6 +253,8 @@ def load_calendar(paths: list[Path]) -> list[Rule]:
         except ValidationError as exc:
             _raise_validation(exc, file=str(path), text=text)
             raise  # unreachable; keeps type checkers calm
+        if reviewed is not None:
+            reviewed[str(path)] = model.reviewed
         for index, rule in enumerate(model.rule):
             if rule.id in origin:
                 raise ConfigError(
@@ -288,7 +307,11 @@ def load_config(
         raise
     _check_unique(model.feed, table="feed", file=str(path), text=text)
     _check_unique(model.subscriber, table="subscriber", file=str(path), text=text)
-    rules = load_calendar(calendar_files(model, base_dir=path.parent, file=str(path)))
+    reviewed: dict[str, date | None] = {}
+    rules = load_calendar(
+        calendar_files(model, base_dir=path.parent, file=str(path)), reviewed=reviewed
+    )
     config = Config(model, path=path.resolve(), rules=rules, state_base=state_base)
     config.env_values = tuple(sorted(used))
+    config.calendar_reviewed = reviewed
     return config

@@ -199,3 +199,56 @@ def due_transitions(
             if known_since < transition.at <= now and now - transition.at <= late_limit:
                 due.append(transition)
     return sorted(due, key=lambda tr: (tr.at, tr.rule.id, tr.kind))
+
+
+# --- what applies now --------------------------------------------------------------------
+
+
+def in_force(rule: Rule, at: datetime) -> bool:
+    """A scheduled rule between its effective time (inclusive) and its end (exclusive)."""
+    return (
+        rule.status == "scheduled"
+        and rule.effective <= at
+        and (rule.ends is None or at < rule.ends)
+    )
+
+
+def _hts_overlap(rule_hts: Sequence[str], wanted: Sequence[str] | None) -> int | None:
+    """How specifically a rule's HTS scope meets the wanted codes (prefixes both ways):
+    the longest shared prefix length, 0 for an all-goods rule, None for no overlap."""
+    if wanted is None:
+        return max((len(code) for code in rule_hts if code != "*"), default=0)
+    best: int | None = 0 if "*" in rule_hts else None
+    for code in rule_hts:
+        for want in wanted:
+            if code != "*" and (code.startswith(want) or want.startswith(code)):
+                best = max(best or 0, min(len(code), len(want)) if want else len(code))
+    return best
+
+
+def rules_in_force(
+    rules: Iterable[Rule],
+    *,
+    at: datetime,
+    origins: Sequence[str] | None = None,
+    hts: Sequence[str] | None = None,
+) -> list[Rule]:
+    """The rules in force at ``at`` for goods of any of ``origins`` under any of ``hts``
+    (None: any), most specific first: a rule naming the origin before one for every
+    origin, a longer HTS prefix before a shorter one, then the most recent first."""
+    found: list[tuple[tuple[int, int, float], Rule]] = []
+    for rule in rules:
+        if not in_force(rule, at):
+            continue
+        if (
+            origins is not None
+            and "*" not in rule.origins
+            and not any(code in rule.origins for code in origins)
+        ):
+            continue
+        overlap = _hts_overlap(rule.hts, hts)
+        if overlap is None:
+            continue
+        general = 1 if "*" in rule.origins else 0
+        found.append(((general, -overlap, -rule.effective.timestamp()), rule))
+    return [rule for _, rule in sorted(found, key=lambda pair: (pair[0], pair[1].id))]
