@@ -32,6 +32,7 @@ import icalendar
 
 from notifier.config import Config, format_duration
 from notifier.core.calendar import Transition, all_transitions, rules_in_force
+from notifier.core.durations import duration_label
 from notifier.core.model import isoformat_z
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -59,7 +60,7 @@ def show_calendar(config: Config, args: argparse.Namespace) -> int:
         print(f"tariff-notifier: --from: {exc}", file=sys.stderr)
         return EXIT_USAGE
     remind = config.model.calendar.remind
-    found = in_window(all_transitions(config.rules, remind=remind), start=start, end=end)
+    found = in_window(all_transitions(config.rules, remind=remind, zone=zone), start=start, end=end)
     if args.ics is not None:
         try:
             written = write_ics(args.ics, found, now=datetime.now(UTC), zone=zone)
@@ -151,7 +152,7 @@ def transition_json(transition: Transition, *, zone: ZoneInfo) -> dict[str, Any]
         "at": isoformat_z(transition.at),
         "local": transition.at.astimezone(zone).isoformat(),
         "kind": transition.kind,
-        "remind_before": format_duration(before) if before is not None else None,
+        "remind_before": duration_label(before) if before is not None else None,
         "event_id": transition.event_id,
         "rule": transition.rule.to_dict(),
     }

@@ -39,7 +39,7 @@ def check(config: Config, args: argparse.Namespace) -> int:
     print(f"  rules:       {len(rules)} ({scheduled} scheduled)")
     print(f"  subscribers: {len(config.subscribers)}")
     print(f"  templates:   {templates}")
-    print(f"  state:       {config.model.notifier.state}")
+    print(f"  state:       {parse_state_url(config.model.notifier.state).masked}")
     print(f"  email:       {'smtp ' + config.model.smtp.host if config.model.smtp else 'maildir'}")
     warn_stale_calendar(config, out=sys.stdout)
     return EXIT_OK
@@ -275,7 +275,7 @@ def migrate(config: Config, args: argparse.Namespace) -> int:
         await store.close()
 
     asyncio.run(go())
-    print(f"state store ready: {config.model.notifier.state}")
+    print(f"state store ready: {parse_state_url(config.model.notifier.state).masked}")
     return EXIT_OK
 
 

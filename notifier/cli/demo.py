@@ -217,6 +217,7 @@ def story_instants(
     articles: Iterable[Article],
     start: datetime,
     end: datetime,
+    zone: ZoneInfo | None = None,
 ) -> list[datetime]:
     """The baseline, each article's time and each transition of a rule touching Japan.
 
@@ -228,7 +229,7 @@ def story_instants(
     marks.update(a.published for a in articles if start < a.published <= end)
     marks.update(
         tr.at
-        for tr in all_transitions([r for r in rules if concerns_japan(r)], remind=remind)
+        for tr in all_transitions([r for r in rules if concerns_japan(r)], remind=remind, zone=zone)
         if start < tr.at <= end
     )
     return sorted(marks)
@@ -423,6 +424,7 @@ async def replay(workdir: Path) -> Replay:
             articles=STORY,
             start=START,
             end=END,
+            zone=config.zone,
         )
         problems: list[str] = []
         async with Notifier(config, clock=clock, parse_in_processes=False) as notifier:

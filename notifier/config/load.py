@@ -6,6 +6,7 @@ Every problem becomes a :class:`ConfigError` that names the file, the key path
 
 from __future__ import annotations
 
+import difflib
 import functools
 import glob
 import os
@@ -14,10 +15,10 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from notifier.config.schema import (
     CalendarFile,
@@ -208,12 +209,57 @@ def locate_line(text: str, loc: tuple[int | str, ...]) -> int | None:
     return header_line
 
 
-def _raise_validation(exc: ValidationError, *, file: str, text: str) -> None:
-    error = exc.errors()[0]
+def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the schema allows where ``loc`` points (its parent table)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
+        if field is None:
+            return []
+        current = _model_of(field.annotation)
+        if current is None:
+            return []
+    return list(current.model_fields) if hasattr(current, "model_fields") else []
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _suggestion(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    """`` (did you mean `sender`?)`` for a misspelt key, or where to look."""
+    name = loc[-1] if loc else ""
+    if not isinstance(name, str):
+        return ""
+    known = _known_keys(model, loc)
+    if len(loc) == 1:
+        known = [f"[{key}]" for key in known]
+        name = f"[{name}]"
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]}?)"
+    if known:
+        return f" (expected one of: {', '.join(known)})"
+    return " (check the spelling against the documentation)"
+
+
+def _raise_validation(
+    exc: ValidationError, *, file: str, text: str, model: type[BaseModel] = ConfigModel
+) -> None:
+    # An unknown key (a typo) explains the "missing" error it usually causes: say it first.
+    error = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        message = "unknown key (check the spelling against the documentation)"
+        message = "unknown key" + _suggestion(model, loc)
     elif error["type"] == "missing":
         message = "required key is missing"
     elif "input" in error and error["type"] not in ("value_error",):
@@ -224,6 +270,18 @@ def _raise_validation(exc: ValidationError, *, file: str, text: str) -> None:
     raise ConfigError(
         message, file=file, key=_key_path(loc) or None, line=locate_line(text, loc)
     ) from None
+
+
+def _check_state(url: str, *, file: str, text: str) -> None:
+    """An unsupported state URL is a config error, not a traceback at the first query."""
+    from notifier.store.url import parse_state_url
+
+    try:
+        parse_state_url(url)
+    except ValueError as exc:
+        raise ConfigError(
+            str(exc), file=file, key="notifier.state", line=locate_line(text, ("notifier", "state"))
+        ) from None
 
 
 def _check_unique(items: list[Any], *, table: str, file: str, text: str) -> None:
@@ -251,7 +309,7 @@ def load_calendar(
         try:
             model = CalendarFile.model_validate(raw)
         except ValidationError as exc:
-            _raise_validation(exc, file=str(path), text=text)
+            _raise_validation(exc, file=str(path), text=text, model=CalendarFile)
             raise  # unreachable; keeps type checkers calm
         if reviewed is not None:
             reviewed[str(path)] = model.reviewed
@@ -275,7 +333,15 @@ def calendar_files(model: ConfigModel, *, base_dir: Path, file: str) -> list[Pat
         full = Path(pattern).expanduser()
         full = full if full.is_absolute() else base_dir / full
         if glob.has_magic(str(full)):
-            found.extend(sorted(Path(p) for p in glob.glob(str(full))))
+            matched = sorted(Path(p) for p in glob.glob(str(full)))
+            if not matched:
+                # A glob that matches nothing would silently withdraw every rule.
+                raise ConfigError(
+                    f"calendar glob {full} matches no file",
+                    file=file,
+                    key=f"calendar.paths[{index}]",
+                )
+            found.extend(matched)
         elif full.is_file():
             found.append(full)
         else:
@@ -305,6 +371,7 @@ def load_config(
     except ValidationError as exc:
         _raise_validation(exc, file=str(path), text=text)
         raise
+    _check_state(model.notifier.state, file=str(path), text=text)
     _check_unique(model.feed, table="feed", file=str(path), text=text)
     _check_unique(model.subscriber, table="subscriber", file=str(path), text=text)
     reviewed: dict[str, date | None] = {}

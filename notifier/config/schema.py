@@ -27,6 +27,28 @@ from notifier.core.model import Rule, Subscriber
 _DIGEST = re.compile(r"^(daily|weekly (MON|TUE|WED|THU|FRI|SAT|SUN)) ([01]\d|2[0-3]):([0-5]\d)$")
 
 
+def _check_digest(value: str) -> str:
+    if not _DIGEST.match(value):
+        raise ValueError(
+            'expected "daily HH:MM" or "weekly DAY HH:MM" (DAY one of MON TUE WED THU FRI '
+            f'SAT SUN, 24-hour time), like "daily 08:00" or "weekly MON 07:30"; got {value!r}'
+        )
+    return value
+
+
+_ADDRESS = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[\w.\-]+):(\d{1,5})$")
+
+
+def _check_address(value: str) -> str:
+    match = _ADDRESS.match(value)
+    if not match or int(match.group(1)) > 65535:
+        raise ValueError(
+            'expected HOST:PORT like "127.0.0.1:8787" ([::1]:8787 for IPv6; port 0 picks '
+            f"a free port); got {value!r}"
+        )
+    return value
+
+
 def _check_zone(name: str) -> str:
     try:
         ZoneInfo(name)
@@ -73,7 +95,17 @@ ZoneName = Annotated[str, AfterValidator(_check_zone)]
 AwareDatetime = Annotated[datetime, AfterValidator(_check_aware)]
 HtsList = Annotated[list[str], AfterValidator(_check_hts)]
 OriginList = Annotated[list[str], AfterValidator(_check_origins)]
-HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+
+
+def _check_http_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value):
+        raise ValueError(
+            f'expected an http:// or https:// URL like "https://example.org/feed", got {value!r}'
+        )
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
 
 
 class _Strict(BaseModel):
@@ -88,7 +120,7 @@ class NotifierSection(_Strict):
     timezone: ZoneName = "UTC"
     templates: str | None = None
     public_url: HttpUrl | None = None
-    health: str | None = Field(default=None, pattern=r"^[\w.\-\[\]:]+:\d{1,5}$")
+    health: Annotated[str, AfterValidator(_check_address)] | None = None
     late_limit: Duration = timedelta(days=30)
     # How long events, the delivery log and entries gone from their feed are kept.
     retention: Duration = timedelta(days=90)
@@ -201,7 +233,7 @@ class SubscriberSection(_Strict):
     hts: HtsList | None = None
     keywords: list[str] | None = None
     events: list[str] | None = None
-    digest: str | None = Field(default=None, pattern=_DIGEST.pattern)
+    digest: Annotated[str, AfterValidator(_check_digest)] | None = None
 
     @field_validator("events")
     @classmethod

@@ -12,8 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
-from notifier.core.durations import format_duration
+from notifier.core.durations import duration_label, format_duration
 from notifier.core.model import Event, Rule, isoformat_z, stable_id
 
 TransitionKind = Literal["reminder", "effective", "expired"]
@@ -124,12 +125,29 @@ def diff_calendar(old: Mapping[str, Rule], new: Sequence[Rule], *, now: datetime
     return events
 
 
-def transitions(rule: Rule, *, remind: Iterable[timedelta]) -> list[Transition]:
+def reminder_at(effective: datetime, before: timedelta, zone: ZoneInfo | None) -> datetime:
+    """When a reminder ``before`` an instant fires.
+
+    Whole days are calendar days in ``zone`` (``[notifier] timezone``): "7d" before
+    00:01 on a Monday is 00:01 local on the Monday before, also across a DST change
+    (aware arithmetic within one ZoneInfo is wall-clock arithmetic). Shorter durations
+    are exact ("12h" is 12 hours).
+    """
+    if zone is None or before.total_seconds() % 86400:
+        return effective - before
+    local = effective.astimezone(zone) - timedelta(days=before.days)
+    # Normalise the offset for the new wall-clock time (fold=0 in an ambiguous hour).
+    return local.replace(tzinfo=None).replace(tzinfo=zone)
+
+
+def transitions(
+    rule: Rule, *, remind: Iterable[timedelta], zone: ZoneInfo | None = None
+) -> list[Transition]:
     """Every dated transition of one rule, in time order. Paused/revoked rules have none."""
     if rule.status != "scheduled":
         return []
     out = [
-        Transition(rule, "reminder", rule.effective - before, before)
+        Transition(rule, "reminder", reminder_at(rule.effective, before, zone), before)
         for before in sorted(set(remind), reverse=True)
     ]
     out.append(Transition(rule, "effective", rule.effective))
@@ -138,9 +156,11 @@ def transitions(rule: Rule, *, remind: Iterable[timedelta]) -> list[Transition]:
     return out
 
 
-def all_transitions(rules: Iterable[Rule], *, remind: Iterable[timedelta]) -> list[Transition]:
+def all_transitions(
+    rules: Iterable[Rule], *, remind: Iterable[timedelta], zone: ZoneInfo | None = None
+) -> list[Transition]:
     remind = list(remind)
-    found = [tr for rule in rules for tr in transitions(rule, remind=remind)]
+    found = [tr for rule in rules for tr in transitions(rule, remind=remind, zone=zone)]
     return sorted(found, key=lambda tr: (tr.at, tr.rule.id, tr.kind))
 
 
@@ -162,7 +182,8 @@ def transition_event(
         "detected_at": isoformat_z(detected_at or now),
     }
     if transition.remind_before is not None:
-        extra["remind_before"] = format_duration(transition.remind_before)
+        # The configured string ("7d"), as the config and the README write it.
+        extra["remind_before"] = duration_label(transition.remind_before)
     event = _rule_event(
         transition.kind, transition.rule, now=now, event_id=transition.event_id, **extra
     )
@@ -184,6 +205,7 @@ def due_transitions(
     remind: Iterable[timedelta],
     now: datetime,
     late_limit: timedelta,
+    zone: ZoneInfo | None = None,
 ) -> list[Transition]:
     """Transitions whose instant has come, not older than ``late_limit``.
 
@@ -195,7 +217,7 @@ def due_transitions(
     remind = list(remind)
     due: list[Transition] = []
     for rule, known_since in rules.values():
-        for transition in transitions(rule, remind=remind):
+        for transition in transitions(rule, remind=remind, zone=zone):
             if known_since < transition.at <= now and now - transition.at <= late_limit:
                 due.append(transition)
     return sorted(due, key=lambda tr: (tr.at, tr.rule.id, tr.kind))

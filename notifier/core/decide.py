@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from notifier.core.calendar import Transition, diff_calendar, due_transitions, transition_event
 from notifier.core.entries import Change
@@ -229,11 +230,12 @@ def due_after_save(
     now: datetime,
     remind: Iterable[timedelta],
     late_limit: timedelta,
+    zone: ZoneInfo | None = None,
 ) -> list[Transition]:
     """The transitions due once ``rules`` are saved; the job asks the store which of
     their event ids were emitted already, then calls :func:`decide_calendar`."""
     stored = calendar_after_save(known, rules, now=now)
-    return due_transitions(stored, remind=remind, now=now, late_limit=late_limit)
+    return due_transitions(stored, remind=remind, now=now, late_limit=late_limit, zone=zone)
 
 
 def decide_calendar(

@@ -162,7 +162,11 @@ class Daemon:
         now = self.clock()
         instants = {
             tr.at.astimezone(UTC)
-            for tr in all_transitions(self.config.rules, remind=self.config.model.calendar.remind)
+            for tr in all_transitions(
+                self.config.rules,
+                remind=self.config.model.calendar.remind,
+                zone=self.config.zone,
+            )
             if tr.at > now
         }
         for at in sorted(instants):
@@ -178,7 +182,11 @@ class Daemon:
         now = self.clock()
         upcoming = [
             tr
-            for tr in all_transitions(self.config.rules, remind=self.config.model.calendar.remind)
+            for tr in all_transitions(
+                self.config.rules,
+                remind=self.config.model.calendar.remind,
+                zone=self.config.zone,
+            )
             if tr.at > now and tr.kind != "reminder"
         ][:count]
         for tr in upcoming:

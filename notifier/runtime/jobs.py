@@ -493,6 +493,7 @@ class Jobs:
             now=now,
             remind=rt.config.model.calendar.remind,
             late_limit=rt.config.model.notifier.late_limit,
+            zone=rt.zone,
         )
         emitted = await self.store.emitted(tr.event_id for tr in due) if self.write else set()
         plan = decide_calendar(

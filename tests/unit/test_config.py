@@ -65,11 +65,16 @@ def test_valid_config_checks_ok(tmp_path: Path, capsys: pytest.CaptureFixture[st
         (('every = "15m"', 'every = "15 parsecs"'), "feed[0].every", "duration"),
         (('id = "team"', 'id = "team"\ncolour = "red"'), "subscriber[0].colour", "unknown key"),
         (
+            ('id = "team"', 'id = "team"\nemial = ["x@y.z"]'),
+            "subscriber[0].emial",
+            "did you mean email",
+        ),
+        (
             ('timezone = "America/New_York"', 'timezone = "Mars/Olympus"'),
             "notifier.timezone",
             "time zone",
         ),
-        (('url = "http://127.0.0.1:9/feed"', 'url = "ftp://x"'), "feed[0].url", "pattern"),
+        (('url = "http://127.0.0.1:9/feed"', 'url = "ftp://x"'), "feed[0].url", "https:// URL"),
         (
             ('email = ["trade@example.com"]', 'email = "trade@example.com"'),
             "subscriber[0].email",
@@ -83,7 +88,7 @@ def test_valid_config_checks_ok(tmp_path: Path, capsys: pytest.CaptureFixture[st
         (
             ('email = ["trade@example.com"]', 'email = ["t@example.com"]\ndigest = "hourly"'),
             "subscriber[0].digest",
-            "pattern",
+            '"daily HH:MM"',
         ),
         (
             ('email = ["trade@example.com"]', 'email = ["t@example.com"]\nevents = ["tarif.*"]'),
