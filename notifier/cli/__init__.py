@@ -1,17 +1,15 @@
-"""Command line: the composition root. Parses arguments, builds the app, maps errors to
-exit codes (0 ok, 1 runtime failure, 2 bad usage or invalid config) and prints results.
+"""The command line: parses arguments, loads the config, runs a command and maps errors
+to exit codes (0 ok, 1 runtime failure, 2 bad usage or invalid config, 3 a strict pass
+that left work undone). The commands themselves live in notifier/cli/commands.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,15 @@ from notifier import __version__
 from notifier.config import Config, load_config
 from notifier.errors import ConfigError, NotifierError, StoreError
 from notifier.resources import shipped_path
+
+DESCRIPTION = """\
+Tells importers, brokers and trade-compliance teams when a tariff that touches their
+goods changes: polls official sources and a dated calendar of tariff rules, and sends
+each change once, by email and signed webhook, to the subscribers it concerns.
+
+Start with `tariff-notifier check`, then `once` (one pass, for cron) or `run` (the
+daemon). `calendar --in-force --origin JP --hts 8708` shows what applies today.
+"""
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("notifier")
@@ -47,7 +54,12 @@ def _common() -> _Parser:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
-    parser = _Parser(prog="tariff-notifier", description=__doc__, parents=[common])
+    parser = _Parser(
+        prog="tariff-notifier",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
     parser.add_argument("--version", action="version", version=f"tariff-notifier {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", parents=[common], help="the daemon, in the foreground")
@@ -156,16 +168,3 @@ def dispatch(args: argparse.Namespace) -> int:
         "migrate": commands.migrate,
     }[args.command]
     return handler(config, args)
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
-
-
-def run_async(coro: Any) -> Any:
-    return asyncio.run(coro)

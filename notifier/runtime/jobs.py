@@ -221,7 +221,15 @@ class Jobs:
         )
         if not plan.baseline and plan.remember:
             plan = await self._complete(kind, feed, ctx, fetched, seen, plan, known=known)
-        events = [] if plan.baseline else kind.events(feed, plan.changes, now=now, tagger=rt.tagger)
+        # Alerts name the feed by its configured title, else its own <title>.
+        named = (
+            feed
+            if feed.title or not fetched.title
+            else feed.model_copy(update={"title": fetched.title})
+        )
+        events = (
+            [] if plan.baseline else kind.events(named, plan.changes, now=now, tagger=rt.tagger)
+        )
         if plan.baseline:
             report.baselined.append(feed.id)
             log.info(

@@ -50,6 +50,7 @@ class ParseResult:
 
     entries: tuple[Entry, ...]
     warning: str | None = None
+    title: str | None = None  # the source's own title, when it has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,7 @@ class Fetched:
     entries: tuple[Entry, ...] = ()
     partial: frozenset[str] = frozenset()
     warning: str | None = None
+    title: str | None = None
 
 
 class Tagger(Protocol):

@@ -282,4 +282,5 @@ async def parse_fetched(
         body_hash=fetched.body_hash,
         entries=parsed.entries,
         warning=parsed.warning,
+        title=parsed.title,
     )

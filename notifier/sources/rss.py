@@ -34,6 +34,10 @@ from notifier.sources.events import entry_events
 from notifier.sources.http import HTTP_SCHEMES, fetch_feed, one_line, parse_fetched
 
 _TITLE_MAX_CHARS = 500
+# Entries kept per poll. Not a silent cap: every entry of a feed within `max_bytes` is
+# kept (an entry appended at the end of a 20,000-entry feed is still seen); past this
+# many the poll warns that the rest were dropped.
+MAX_ENTRIES = 100_000
 _KEY_MAX_CHARS = 512
 _LINK_MAX_CHARS = 2048
 
@@ -44,7 +48,7 @@ def parse_feed(
     content_type: str | None = None,
     base_url: str | None = None,
     summary_max_chars: int = 2000,
-    max_entries: int = 1000,
+    max_entries: int = MAX_ENTRIES,
 ) -> ParseResult:
     """Parse RSS 0.9x/1.0/2.0 or Atom bytes into plain-text entries, in feed order.
 
@@ -73,7 +77,7 @@ def parse_feed(
             raise FetchError(f"not a feed: {one_line(problem) or type(problem).__name__}")
         if not parsed.get("version"):
             raise FetchError("not a feed: no RSS or Atom root element")
-        return ParseResult(entries=())
+        return ParseResult(entries=(), title=_feed_title(parsed))
     warnings = ["DTD entity declarations ignored"] if defused else []
     if problem is not None:
         warnings.append(f"feed is not well-formed: {one_line(problem)}")
@@ -84,7 +88,16 @@ def parse_feed(
         _to_entry(raw, base_url=base_url, summary_max_chars=summary_max_chars)
         for raw in raw_entries
     )
-    return ParseResult(entries=entries, warning="; ".join(warnings) or None)
+    return ParseResult(
+        entries=entries, warning="; ".join(warnings) or None, title=_feed_title(parsed)
+    )
+
+
+def _feed_title(parsed: Any) -> str | None:
+    """The feed's own ``<title>``, for alerts of a ``[[feed]]`` without a ``title``."""
+    feed = parsed.get("feed") or {}
+    title = " ".join(plain_text(str(feed.get("title") or "")).split())[:_TITLE_MAX_CHARS]
+    return title or None
 
 
 class _PrologEnd(Exception):
