@@ -1,7 +1,9 @@
-"""A full disk and a read-only state folder: a clear error, and no corrupted state.
+"""A full disk, a read-only state folder and a damaged state file: a clear error, and no
+corrupted state.
 
 The state folder is a real small tmpfs (needs root or CAP_SYS_ADMIN, else the tests are
-skipped): SQLite then meets a genuine ENOSPC / EROFS, as it would on a real disk.
+skipped): SQLite then meets a genuine ENOSPC / EROFS, as it would on a real disk. A
+damaged file is a real state file with garbage, a cut, or a page overwritten.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from notifier.errors import StoreDamaged
+from notifier.store import Store
 from tests.conftest import WriteConfig, new_secret
 from tests.faults import (
     cli,
@@ -212,3 +216,102 @@ async def test_disk_full_when_a_sent_delivery_is_recorded_is_reported_and_recove
         and "disk is full" in line
         for line in log.splitlines()
     ), log[-3000:]
+
+
+# --- a damaged state file ------------------------------------------------------------------
+
+PAGE = 4096
+
+
+def root_page(db: Path, table: str) -> int:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        [(page,)] = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,))
+        return int(page)
+
+
+def wal_size(db: Path) -> int:
+    wal = db.with_name(db.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def overwrite_page(db: Path, page: int, data: bytes) -> None:
+    """Overwrite page ``page`` (1-based) of ``db`` in place."""
+    assert len(data) == PAGE
+    with db.open("r+b") as f:
+        f.seek((page - 1) * PAGE)
+        f.write(data)
+
+
+async def state_with_history(
+    write_config: WriteConfig, smtp: SmtpPeer, feeds: FeedServer
+) -> tuple[Path, Path]:
+    """A config and its real state file after a few passes (entries, events, attempts)."""
+    feeds.feeds["news"] = [FeedItem(f"s{i}", f"Seed entry {i}") for i in range(30)]
+    config = write_config(config_for(smtp, feeds))
+    code, _, err = await cli(config, "once")
+    assert code == 0, err
+    feeds.feeds["news"].append(FeedItem("n1", "Tariff on steel raised"))
+    code, _, err = await cli(config, "once")
+    assert code == 0, err
+    db = config.parent / "state" / "n.db"
+    assert integrity(db) == "ok"
+    assert wal_size(db) == 0  # everything is in the file itself (checkpointed at exit)
+    return config, db
+
+
+def damage(db: Path, how: str) -> None:
+    if how == "garbage":
+        db.write_bytes(os.urandom(64 * 1024))
+    elif how == "truncated":
+        with db.open("r+b") as f:
+            f.truncate(db.stat().st_size // 2 + 100)
+    elif how == "zeroed page":
+        overwrite_page(db, root_page(db, "seen_entries"), b"\0" * PAGE)
+    elif how == "garbage page":
+        overwrite_page(db, root_page(db, "feed_state"), os.urandom(PAGE))
+    else:
+        raise AssertionError(how)
+
+
+def assert_damage_reported(code: int, out: str, err: str, db: Path) -> None:
+    assert code == 1, (code, out, err)
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # one readable line
+    [line] = lines
+    assert line.startswith(f"tariff-notifier: state file {db} is damaged ("), line
+    assert "restore it from a backup" in line and "move it aside" in line, line
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated", "zeroed page", "garbage page"])
+async def test_a_damaged_state_file_is_one_line_naming_the_file(
+    write_config: WriteConfig, smtp: SmtpPeer, feeds: FeedServer, how: str
+) -> None:
+    config, db = await state_with_history(write_config, smtp, feeds)
+    sent = len(smtp.messages)
+    damage(db, how)
+    damaged = db.read_bytes()
+    feeds.feeds["news"].append(FeedItem("n2", "Tariff on copper raised"))
+    for command in ("once", "run"):
+        code, out, err = await cli(config, command)
+        assert_damage_reported(code, out, err, db)
+    assert db.read_bytes() == damaged  # not made worse
+    assert len(smtp.messages) == sent  # nothing sent that could not be recorded
+
+
+async def test_a_page_damaged_while_open_is_reported_by_the_next_query(
+    write_config: WriteConfig, smtp: SmtpPeer, feeds: FeedServer
+) -> None:
+    _, db = await state_with_history(write_config, smtp, feeds)
+    store = await Store.open(f"sqlite:///{db}")
+    try:
+        assert await store.feed_states()
+        await store.close()  # the next query opens a new connection (no cached pages)
+        overwrite_page(db, root_page(db, "feed_state"), b"\0" * PAGE)
+        with pytest.raises(StoreDamaged) as caught:
+            await store.feed_states()
+        message = str(caught.value)
+        assert message.startswith(f"state file {db} is damaged (")
+        assert "\n" not in message
+    finally:
+        await store.close()
