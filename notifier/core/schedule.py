@@ -56,11 +56,13 @@ def heading_of(htsno: str) -> str:
 
 
 def digits(htsno: str) -> str:
-    return "".join(ch for ch in htsno if ch.isdigit())
+    """The digits of an HTS number, "8708.29.50" -> "87082950"."""
+    plain = htsno.replace(".", "")
+    return plain if plain.isdigit() else "".join(ch for ch in plain if ch.isdigit())
 
 
 def is_chapter99(htsno: str) -> bool:
-    return digits(htsno).startswith("99")
+    return htsno.startswith("99")
 
 
 # ------------------------------------------------------------------------- applies_to
@@ -102,7 +104,7 @@ def chapter99_refs(footnotes: str) -> list[str]:
 
 def resolve_applies_to(
     lines: Iterable[tuple[str, str, str]],
-) -> dict[str, list[str]]:
+) -> dict[str, tuple[str, ...]]:
     """``htsno -> applies_to`` for lines given as (htsno, description path, footnotes).
 
     Two passes over the whole export, since a base line may point at a Chapter 99 line
@@ -117,12 +119,14 @@ def resolve_applies_to(
             continue
         for ref in chapter99_refs(footnotes):
             pointed.setdefault(ref, []).append(heading_of(htsno))
-    out: dict[str, list[str]] = {}
+    out: dict[str, tuple[str, ...]] = {}
+    own: dict[str, tuple[str, ...]] = {}  # one tuple per heading, shared by its lines
     for htsno, description, _footnotes in listed:
         if is_chapter99(htsno):
-            out[htsno] = _unique([*headings_named(description), *pointed.get(htsno, ())])
+            out[htsno] = tuple(_unique([*headings_named(description), *pointed.get(htsno, ())]))
         else:
-            out[htsno] = [heading_of(htsno)]
+            heading = heading_of(htsno)
+            out[htsno] = own.setdefault(heading, (heading,))
     return out
 
 
@@ -189,16 +193,24 @@ _COUNTRIES: Mapping[str, str] = {
     "Vietnam": "VN",
     "Viet Nam": "VN",
 }
+EVERY_ORIGIN = ("*",)
 _COUNTRY = re.compile(
     r"(?<!\w)(" + "|".join(sorted(map(re.escape, _COUNTRIES), key=len, reverse=True)) + r")(?!\w)"
 )
 
 
-def origins_named(description: str) -> list[str]:
+_CAPITALISED = re.compile(r"[A-ZÜ][a-zü]+")
+_FIRST_WORDS = frozenset(name.split()[0] for name in _COUNTRIES)
+
+
+def origins_named(description: str) -> tuple[str, ...]:
     """ISO 3166 alpha-2 codes (``EU`` for the Union) of the countries a description
-    names, in order; ``["*"]`` when it names none (the line applies to every origin)."""
+    names, in order; ``("*",)`` when it names none (the line applies to every origin)."""
+    # A cheap pre-check: most lines name no country, and the alternation is the slow part.
+    if _FIRST_WORDS.isdisjoint(_CAPITALISED.findall(description)):
+        return EVERY_ORIGIN
     codes = _unique(_COUNTRIES[name] for name in _COUNTRY.findall(description))
-    return codes or ["*"]
+    return tuple(codes) if codes else EVERY_ORIGIN
 
 
 # ------------------------------------------------------------------------- field diffs

@@ -125,7 +125,7 @@ def document_details(raw: Mapping[str, Any], *, texts: Sequence[str]) -> dict[st
         "citation": _str(raw.get("citation")) or None,
         "executive_order_number": _number(raw.get("executive_order_number")),
         "proclamation_number": _number(raw.get("proclamation_number")),
-        "correction_of": _str(raw.get("correction_of")) or None,
+        "correction_of": next(iter(_corrections([raw.get("correction_of")])), None),
         "corrections": sorted(_corrections(raw.get("corrections"))),
         "html_url": _http(raw.get("html_url")),
         "pdf_url": _http(raw.get("pdf_url")),
@@ -168,10 +168,16 @@ def agency_names(raw: Mapping[str, Any]) -> list[str]:
 
 
 def _corrections(value: object) -> list[str]:
-    """``corrections`` lists the correcting documents (URLs or numbers): their numbers."""
+    """Document numbers of ``corrections`` / ``correction_of`` (numbers, or API URLs
+    ending in one: ".../documents/C1-2025-05930" or ".../C1-2025-05930.json")."""
     if not isinstance(value, list):
         return []
-    return [item.rstrip("/").rsplit("/", 1)[-1] for item in value if isinstance(item, str)]
+    numbers = (
+        re.sub(r"\.json$", "", item.strip().rstrip("/").rsplit("/", 1)[-1])
+        for item in value
+        if isinstance(item, str) and item.strip()
+    )
+    return [number for number in numbers if number]
 
 
 # ------------------------------------------------------------- effective date in text

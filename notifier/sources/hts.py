@@ -139,7 +139,7 @@ def _str(value: object) -> str:
     return value if isinstance(value, str) else "" if value is None else str(value)
 
 
-def _entry(row: _Row, applies_to: list[str]) -> Entry:
+def _entry(row: _Row, applies_to: tuple[str, ...]) -> Entry:
     compared = row.compared()
     summary = canonical_json(compared)
     title = row.description
@@ -162,8 +162,12 @@ def _entry(row: _Row, applies_to: list[str]) -> Entry:
     )
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def canonical_json(fields: Mapping[str, Any]) -> str:
-    return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """Sorted keys, no spaces, ASCII (the C encoder's fast path)."""
+    return _CANONICAL.encode(fields)
 
 
 # --------------------------------------------------------------------------- events
@@ -199,8 +203,11 @@ def _line_of(entry: Entry) -> dict[str, Any]:
     """The line of an entry: its details, or (a removed line, rebuilt by the job from the
     store) its stored fields, with applies_to and origins derived from its description."""
     known = entry.details.get("line")
-    if isinstance(known, Mapping):
-        return dict(known)
+    if isinstance(known, Mapping):  # tuples in entries (shared, compact), lists in events
+        line = dict(known)
+        line["applies_to"] = list(line.get("applies_to") or ())
+        line["origins"] = list(line.get("origins") or ())
+        return line
     fields = _fields_of(entry.summary) or {}
     description = str(fields.get("description", entry.title))
     applies_to = schedule.headings_named(description) if schedule.is_chapter99(entry.key) else []
@@ -209,7 +216,7 @@ def _line_of(entry: Entry) -> dict[str, Any]:
         **{name: fields.get(name, "") for name in schedule.COMPARED_FIELDS},
         "description": description,
         "applies_to": applies_to or [schedule.heading_of(entry.key)],
-        "origins": schedule.origins_named(description),
+        "origins": list(schedule.origins_named(description)),
     }
 
 
