@@ -101,14 +101,15 @@ def load_cases(path: Path = LABELLED) -> list[Mapping[str, Any]]:
 
 
 def normalise(case: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Old labels put "99030125" in ``hts``; now it is "9903.01.25" in ``chapter99``."""
+    """Old labels put "99030125" in ``hts``; now it is "9903.01.25" in ``chapter99``, and
+    "Chapter 99" itself is no heading ("99" leaves ``hts``)."""
     hts = list(case.get("hts", []))
     lines = [h for h in hts if h.startswith("9903") and len(h) == 8]
-    if not lines and "chapter99" in case:
+    if not lines and "99" not in hts and "chapter99" in case:
         return case
     return {
         **case,
-        "hts": [h for h in hts if h not in lines],
+        "hts": [h for h in hts if h not in lines and h != "99"],
         "chapter99": sorted(
             {*case.get("chapter99", []), *(f"{h[:4]}.{h[4:6]}.{h[6:]}" for h in lines)}
         ),

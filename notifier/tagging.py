@@ -1,29 +1,43 @@
 """Tag a feed entry with what it mentions: origins, HTS headings, rates and dates.
 
-The word lists live in a gazetteer (``config/gazetteer.toml`` plus user files, format
-documented at the top of that file), never in code. They are compiled once, per kind,
-into a prefix-tree regex, so tagging costs a handful of regex scans per entry (well under
-a millisecond for a 500-character paragraph) however long the lists grow.
+The word lists and the context rules live in a gazetteer (``config/gazetteer.toml`` plus
+user files, format documented at the top of that file), never in code. They are compiled
+once, per kind, into a prefix-tree regex, so tagging costs a handful of regex scans per
+entry (well under a millisecond for a 500-character paragraph) however long the lists
+grow. The parts: ``tagging_gazetteer`` (reading files), ``tagging_context`` (when a
+country's name names no country), ``tagging_numbers`` (numbers, rates, dates).
 
 Rules, and why:
 
 - **origins**: ISO 3166 alpha-2 codes (``EU`` for the Union), sorted, unique. Country
-  forms match case-sensitively (plus an ALL-CAPS variant), because case is what tells
-  "Turkey" from the bird, "China" from porcelain and "US" from "us". The longest form
-  starting at a position wins ("North Korea" over "Korea", "Latin American" -- ignored --
-  over "American"). Tags are literal: "Germany" tags DE, not EU. Bare "Georgia" is not
-  tagged (in US trade news it is mostly the state).
+  forms match case-sensitively (plus an ALL-CAPS variant), because in running text case
+  is what tells "Turkey" from the bird and "US" from "us". The longest form starting at a
+  position wins ("North Korea" over "Korea", "Latin American" -- ignored -- over
+  "American"; "French fries", a good named after a place, over "French"). Tags are
+  literal: "Germany" tags DE, not EU. Bare "Georgia" is not tagged (in US trade news it
+  is mostly the state); "Republic of Georgia" and "Tbilisi" are. Headlines are in title
+  case, so the words around a mention decide the rest (``tagging_context``): a person
+  ("Chad Bown", "Michael Jordan"), a US town ("Jordan, Minnesota"), a state ("Washington
+  State"), a common noun ("Wild Turkey", "Grandma's China") is no country.
 - **hts**: digit strings without dots. Product terms (any case, plurals added) give the
-  headings the gazetteer lists ("steel" -> 72, 73; "auto parts" -> 8708 and not 8703).
-  Product phrases may overlap ("heavy-duty truck parts" -> 8704 and 8708), but a phrase
-  inside a longer one does not count ("chips" inside the ignored "potato chips").
-  Explicit numbers are kept as written, dots removed: a dotted number anywhere
-  ("8708.29.50" -> 87082950, "9903.01.25" -> 99030125, chapter 99 included), a plain
-  number after "HTS", "heading(s)", "subheading(s)" ("heading 8708"), or a two-digit
-  number after "chapter(s)" ("chapters 72 and 73"; chapters 11, 12, 13 and 15 only when
-  the text names the tariff schedule and not bankruptcy). "Section 232", proclamation
-  and FR numbers are never headings. A number is not widened to its heading:
-  subscriber filters are prefixes, so "87082950" already matches a filter "8708".
+  headings the gazetteer lists ("steel" -> 72, 73; "auto parts" -> 8708 and not 8703;
+  "steel wire" -> 7217 and not 72, 73). Product phrases may overlap ("heavy-duty truck
+  parts" -> 8704 and 8708), but a phrase inside a longer one does not count ("chips"
+  inside the ignored "potato chips", "steel" inside the ignored "nerves of steel"). A
+  bare metal form ("foil", "wire", "tube") takes the heading of the metal named in the
+  same clause, else in the text ("aluminum derivatives such as foil" -> 7607), and
+  nothing without one ("down to the wire"). Explicit numbers are kept as written, dots
+  removed: a dotted number anywhere ("8708.29.50" -> 87082950, "8708.29.5060"), both ends
+  of a span ("8806.21-8806.24"), a plain number after "HTS", "heading(s)",
+  "subheading(s)" ("heading 8708"), or a two-digit number after "chapter(s)" ("chapters
+  72 and 73"; chapters 11, 12, 13 and 15 only when the text names the tariff schedule
+  and not bankruptcy). "Section 232", proclamation and FR numbers are never headings. A
+  number is not widened to its heading: subscriber filters are prefixes, so "87082950"
+  already matches a filter "8708".
+- **chapter99**: Chapter 99 lines ("9903.01.25") are duty provisions, not goods: they are
+  reported apart, with their dots, sorted, unique (``find_chapter99``), never in
+  ``hts``; an abbreviated span "9903.01.84-.89" gives both ends; "Chapter 99" itself is
+  neither. ``Tags`` carries them in ``chapter99`` when it has that field.
 - **rates**: every percentage written as a number with "%", "percent", "per cent" or
   "pct", normalised to "25%", "27.5%"; both ends of a range ("10-25%", "between 10 and
   25 percent"). We do not try to tell a tariff rate from a market move ("shares fell
@@ -41,175 +55,35 @@ Rules, and why:
 
 from __future__ import annotations
 
+import dataclasses
 import re
-import tomllib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from notifier.core.model import Tags
-from notifier.errors import ConfigError
-from notifier.resources import shipped_path
+from notifier.tagging_context import Context
+from notifier.tagging_gazetteer import Gazetteer, default_gazetteer_path, load_gazetteer
+from notifier.tagging_numbers import Numbers, dates_in, find_chapter99, find_hts_numbers
 
-__all__ = ["Gazetteer", "Tagger", "default_gazetteer_path", "load_gazetteer"]
+__all__ = [
+    "Gazetteer",
+    "Tagger",
+    "default_gazetteer_path",
+    "find_chapter99",
+    "find_hts_numbers",
+    "load_gazetteer",
+]
 
-_CODE = re.compile(r"^[A-Z]{2}$")
-_HEADING = re.compile(r"^\d{2}(?:\d{2}){0,4}$")
-_COUNTRY_KEYS = ("names", "demonyms", "places")
-_PRODUCT_KEYS = ("terms", "hts")
-_IGNORE_KEYS = ("names", "terms")
-
-
-def default_gazetteer_path() -> Path:
-    """The shipped gazetteer, from a source tree or an installed wheel."""
-    return shipped_path("config") / "gazetteer.toml"
-
-
-# --------------------------------------------------------------------------- gazetteer
-
-
-@dataclass
-class Gazetteer:
-    """Merged word lists: country code -> forms, product id -> (terms, headings)."""
-
-    countries: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    products: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    ignore: dict[str, list[str]] = field(default_factory=lambda: {"names": [], "terms": []})
-    product_files: dict[str, str] = field(default_factory=dict)  # id -> file that last set it
-
-
-def load_gazetteer(*paths: Path) -> Gazetteer:
-    """Read and merge gazetteer files in order; a later entry extends or replaces."""
-    merged = Gazetteer()
-    for path in paths:
-        _GazetteerFile(Path(path)).merge_into(merged)
-    for pid, product in merged.products.items():
-        if not product["hts"] or not product["terms"]:
-            raise ConfigError(
-                "a product needs both terms and hts after merging",
-                file=merged.product_files[pid],
-                key=f"product.{pid}",
-            )
-    return merged
-
-
-class _GazetteerFile:
-    """One file being validated; knows its text so errors can name a line."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self.text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read gazetteer: {exc.strerror or exc}", file=str(path)
-            ) from exc
-        try:
-            self.data = tomllib.loads(self.text)
-        except tomllib.TOMLDecodeError as exc:
-            found = re.search(r"line (\d+)", str(exc))
-            raise ConfigError(
-                f"not valid TOML: {exc}", file=str(path), line=int(found[1]) if found else None
-            ) from exc
-
-    def fail(self, message: str, key: str) -> ConfigError:
-        return ConfigError(message, file=str(self.path), key=key, line=self._line_of(key))
-
-    def _line_of(self, key: str) -> int | None:
-        """Best effort: the line defining the key path's deepest part that can be found.
-
-        tomllib reports lines for syntax errors only, so a schema error is traced back
-        by walking the path: each part is looked for, as a table header component or as
-        a key, from the line where the previous part was found.
-        """
-        lines = self.text.splitlines()
-        found: int | None = None
-        for part in re.sub(r"\[\d+\]", "", key).split("."):
-            name = re.escape(part)
-            pattern = re.compile(
-                rf"^\s*\[+[^\]]*(?<![\w-]){name}(?![\w-])[^\]]*\]+"
-                rf"|(?:^|[{{,])\s*[\"']?{name}[\"']?\s*="
-            )
-            start = found or 0
-            match = next((n for n in range(start, len(lines)) if pattern.search(lines[n])), None)
-            if match is None:
-                break
-            found = match
-        return None if found is None else found + 1
-
-    def merge_into(self, merged: Gazetteer) -> None:
-        unknown = set(self.data) - {"country", "product", "ignore"}
-        if unknown:
-            key = sorted(unknown)[0]
-            raise self.fail("unknown section; expected country, product or ignore", key)
-        for code, entry in self._table("country").items():
-            if not _CODE.match(code):
-                raise self.fail(
-                    "expected a two-letter upper-case code like JP or EU", f"country.{code}"
-                )
-            lists = self._entry(f"country.{code}", entry, _COUNTRY_KEYS)
-            _merge_entry(merged.countries, code, lists, replace=entry.get("replace") is True)
-        for pid, entry in self._table("product").items():
-            lists = self._entry(f"product.{pid}", entry, _PRODUCT_KEYS)
-            for index, heading in enumerate(lists["hts"]):
-                if not _HEADING.match(heading):
-                    raise self.fail(
-                        'expected an HTS heading of 2, 4, 6, 8 or 10 digits like "8708"',
-                        f"product.{pid}.hts[{index}]",
-                    )
-            _merge_entry(merged.products, pid, lists, replace=entry.get("replace") is True)
-            merged.product_files[pid] = str(self.path)
-        if "ignore" in self.data:
-            lists = self._entry("ignore", self.data["ignore"], _IGNORE_KEYS, allow_replace=False)
-            for name in _IGNORE_KEYS:
-                merged.ignore[name].extend(lists[name])
-
-    def _table(self, name: str) -> Mapping[str, Any]:
-        table = self.data.get(name, {})
-        if not isinstance(table, dict):
-            raise self.fail(f"expected a table [{name}]", name)
-        return table
-
-    def _entry(
-        self, key: str, entry: Any, allowed: tuple[str, ...], *, allow_replace: bool = True
-    ) -> dict[str, list[str]]:
-        if not isinstance(entry, dict):
-            raise self.fail(f"expected a table with {', '.join(allowed)}", key)
-        extra = set(entry) - set(allowed) - ({"replace"} if allow_replace else set())
-        if extra:
-            raise self.fail(
-                f"unknown key; expected one of {', '.join(allowed)}", f"{key}.{sorted(extra)[0]}"
-            )
-        if "replace" in entry and not isinstance(entry["replace"], bool):
-            raise self.fail("expected true or false", f"{key}.replace")
-        lists: dict[str, list[str]] = {}
-        for name in allowed:
-            value = entry.get(name, [])
-            if not isinstance(value, list) or not all(
-                isinstance(v, str) and v.strip() for v in value
-            ):
-                raise self.fail(
-                    'expected a list of non-empty strings like ["steel"]', f"{key}.{name}"
-                )
-            lists[name] = [v.strip() for v in value]
-        return lists
-
-
-def _merge_entry(
-    into: dict[str, dict[str, list[str]]], key: str, lists: dict[str, list[str]], *, replace: bool
-) -> None:
-    if replace or key not in into:
-        into[key] = {name: list(values) for name, values in lists.items()}
-        return
-    for name, values in lists.items():
-        into[key][name].extend(v for v in values if v not in into[key][name])
-
+# Filled in when ``Tags`` has the field (it is being added to notifier.core.model).
+_TAGS_HAS_CHAPTER99 = "chapter99" in {f.name for f in dataclasses.fields(Tags)}
 
 # --------------------------------------------------------------------------- compiling
 
 _SEPARATOR = re.compile(r"[\s\-‐‑–]+")
+# Clause ends for metal forms: not the dot of "U.S." or of a number.
+_CLAUSE_END = re.compile(r"(?<![A-Z])[.;!?](?=\s)")
 
 
 def _normal(phrase: str) -> str:
@@ -271,6 +145,28 @@ def _country_forms(lists: Mapping[str, list[str]]) -> Iterator[str]:
             yield _normal(form.upper())
 
 
+def _ignored_forms(phrase: str, *, plural: bool = False) -> Iterator[str]:
+    """An ignored phrase as written, in title case ("French Fries") and in capitals, and
+    with ``plural`` its plural too ("Belgian waffles")."""
+    written = _normal(phrase)
+    variants = [written, _plural(written)] if plural else [written]
+    for variant in variants:
+        titled = " ".join(w[:1].upper() + w[1:] for w in variant.split(" "))
+        for form in {variant, titled, variant[:1].upper() + variant[1:]}:
+            yield form
+            yield form.upper()
+
+
+def _plural(phrase: str) -> str:
+    """The plural of a phrase, keeping its case ("Brazil nut" -> "Brazil nuts")."""
+    lower = phrase.lower()
+    plural = next((f for f in _product_forms(phrase) if f != lower), lower)
+    same = next(
+        (i for i, (a, b) in enumerate(zip(lower, plural, strict=False)) if a != b), len(lower)
+    )
+    return phrase[:same] + plural[same:]
+
+
 def _product_forms(term: str) -> Iterator[str]:
     """A term and its plural, lower-case ("battery" -> "batteries", "bus" -> "buses")."""
     term = _normal(term).lower()
@@ -279,6 +175,8 @@ def _product_forms(term: str) -> Iterator[str]:
         yield term + "es"
     elif term.endswith("y") and not term.endswith(("ay", "ey", "oy", "uy")):
         yield term[:-1] + "ies"
+    elif term.endswith("fe"):
+        yield term[:-2] + "ves"  # "knife" -> "knives"
     elif not term.endswith("s"):
         yield term + "s"
 
@@ -294,20 +192,49 @@ class Tagger:
         for code, lists in gazetteer.countries.items():
             for form in _country_forms(lists):
                 self._countries[form] = (*self._countries.get(form, ()), code)
+        place_named = [
+            term for pid in gazetteer.place_named for term in gazetteer.products[pid]["terms"]
+        ]
         for name in gazetteer.ignore["names"]:
-            for form in _country_forms({"names": [name], "demonyms": [], "places": []}):
+            for form in _ignored_forms(name):
+                self._countries[form] = ()
+        for name in place_named:
+            for form in _ignored_forms(name, plural=True):
                 self._countries[form] = ()
         self._products: dict[str, tuple[str, ...]] = {}
         for lists in gazetteer.products.values():
-            for term in lists["terms"]:
-                for form in _product_forms(term):
-                    known = self._products.get(form, ())
-                    self._products[form] = tuple(sorted({*known, *lists["hts"]}))
+            self._add_terms(lists["terms"], lists["hts"])
+        self._forms: dict[str, dict[str, tuple[str, ...]]] = {}
+        for metal_form in gazetteer.forms.values():
+            by_metal = {m: tuple(h) for m, h in metal_form.items() if m != "terms"}
+            for term in metal_form["terms"]:
+                for phrase in _product_forms(term):
+                    self._forms[phrase] = by_metal
+                    self._products.setdefault(phrase, ())
         for term in gazetteer.ignore["terms"]:
-            for form in _product_forms(term):
-                self._products[form] = ()
+            for form_ in _product_forms(term):
+                self._products[form_] = ()
+                self._forms.pop(form_, None)
+        self._metal_of = {
+            word.lower(): metal
+            for metal, words in gazetteer.context.metal_words.items()
+            for word in words
+        }
+        self._context = Context(gazetteer.context, known_forms=self._countries)
+        self._context.add_common(w for phrase in self._products for w in phrase.split(" "))
         self._country_re = _trie_regex(self._countries, overlapping=False)
         self._product_re = _trie_regex(self._products, overlapping=True)
+
+    def _add_terms(self, terms: Iterable[str], headings: Iterable[str]) -> None:
+        for term in terms:
+            for form in _product_forms(term):
+                known = self._products.get(form, ())
+                self._products[form] = tuple(sorted({*known, *headings}))
+
+    @property
+    def product_terms(self) -> int:
+        """How many product terms (singular forms, metal forms included) are compiled."""
+        return sum(1 for form in self._products if self._products[form] or form in self._forms)
 
     @classmethod
     def from_files(cls, *paths: Path) -> Tagger:
@@ -317,218 +244,66 @@ class Tagger:
 
     def tag(self, text: str, *, reference: datetime | None = None) -> Tags:
         """What ``text`` mentions; ``reference`` (published date) anchors year-less dates."""
+        numbers = Numbers(text.lower())
+        hts = self._product_headings(text)
+        hts.update(numbers.hts)
+        extra = {"chapter99": tuple(sorted(numbers.chapter99))} if _TAGS_HAS_CHAPTER99 else {}
+        return Tags(
+            origins=self.origins(text),
+            hts=tuple(sorted(hts)),
+            rates=tuple(f"{shown}%" for _, shown in sorted(numbers.rates)),
+            dates=dates_in(text, numbers.dates, reference=reference.date() if reference else None),
+            **extra,
+        )
+
+    def origins(self, text: str) -> tuple[str, ...]:
+        """The country codes ``text`` names, sorted, unique."""
         origins: set[str] = set()
         for match in self._country_re.finditer(text):
-            origins.update(self._countries.get(_normal(match[0]), ()))
+            form = _normal(match[0])
+            codes = self._countries.get(form, ())
+            if codes and not self._context.rejects(text, match.start(), match.end(), form):
+                origins.update(codes)
+        return tuple(sorted(origins))
+
+    def _product_headings(self, text: str) -> set[str]:
         # Products match in any case: scan the lower-cased text once instead of asking
         # ``re`` to fold case at every position (about twice as fast).
         lower = text.lower()
         hts: set[str] = set()
         covered = 0
+        metals: list[tuple[int, str]] = []  # (position, metal) of every metal word seen
+        forms: list[tuple[int, dict[str, tuple[str, ...]]]] = []
         for match in self._product_re.finditer(lower):
-            if match.end(1) > covered:  # not inside a longer phrase already seen
-                covered = match.end(1)
-                hts.update(self._products.get(_normal(match[1]), ()))
-        numbers = _Numbers(lower)
-        hts.update(numbers.hts)
-        return Tags(
-            origins=tuple(sorted(origins)),
-            hts=tuple(sorted(hts)),
-            rates=tuple(f"{shown}%" for _, shown in sorted(numbers.rates)),
-            dates=_dates(text, numbers.dates, reference=reference.date() if reference else None),
-        )
+            phrase = _normal(match[1])
+            if self._metal_of:
+                metals.extend(
+                    (match.start(1), self._metal_of[w])
+                    for w in phrase.split(" ")
+                    if w in self._metal_of
+                )
+            if match.end(1) <= covered:
+                continue  # inside a longer phrase already seen
+            covered = match.end(1)
+            if phrase in self._forms:
+                forms.append((match.start(1), self._forms[phrase]))
+            else:
+                hts.update(self._products.get(phrase, ()))
+        if forms:
+            hts.update(_form_headings(lower, forms, metals))
+        return hts
 
 
-# --------------------------------------------------------------------------- numbers
-
-# Every number-like token is found by one scan and then classified from its shape and
-# its neighbours; one scan is cheaper than one regex per kind (HTS, rate, date).
-_TOKEN = re.compile(r"\d[\d./\-–]*\d|\d")
-_DOTTED = re.compile(r"\d{4}(?:\.\d{2}){1,3}|\d{4}\.\d{2}\.\d{4}")
-_RATE_NUMBER = re.compile(r"\d{1,3}(?:\.\d+)?")
-_RANGE = re.compile(r"(\d{1,3}(?:\.\d+)?)[-–](\d{1,3}(?:\.\d+)?)")
-_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
-_US_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
-_PCT = r"\s*(?:%|-?\s*(?:percent|per\s+cent|pct)\b)"
-_PCT_AFTER = re.compile(_PCT)
-_PAIR_AFTER = re.compile(rf"(?:{_PCT})?\s+(?:and|to)\s+(\d{{1,3}}(?:\.\d+)?){_PCT}")
-_PAIR_BEFORE = re.compile(r"(?:between|from)\s+$")
-_NOT_A_RATE_BEFORE = re.compile(r"(?:section|sec\.)\s+$")
-_HTS_WORDS = ("hts", "heading", "chapter")
-_LIST_NUMBER = r"\d{2,10}(?:\.\d{2,4}){0,3}"
-# Matched at each place str.find() spots a keyword: cheaper than scanning the whole text.
-_KEYWORD_AT = re.compile(
-    r"(hts(?:us)?|headings?|chapters?)(?:\s+(?:nos?\.|numbers?))?\s+"
-    rf"({_LIST_NUMBER}(?:(?:\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or|through|to)\s+)"
-    rf"{_LIST_NUMBER}(?![\w%]))*)(?![\w%])"
-)
-# Two-digit chapters of the US Bankruptcy Code: "Chapter 11" is HTS chapter 11 only when
-# the text speaks of the tariff schedule and not of bankruptcy.
-_BANKRUPTCY_CHAPTERS = frozenset({"11", "12", "13", "15"})
-_SCHEDULE_WORDS = ("hts", "harmonized", "tariff schedule")
-
-
-class _Numbers:
-    """HTS numbers, rates and numeric dates in lower-cased text."""
-
-    def __init__(self, lower: str) -> None:
-        self.text = lower
-        self.hts: set[str] = set()
-        self.rates: set[tuple[float, str]] = set()
-        self.dates: list[tuple[int | None, int, int | None]] = []
-        for token in _TOKEN.finditer(lower):
-            before = lower[token.start() - 1] if token.start() else " "
-            if before.isalnum() or before in "_$":
-                continue
-            after = lower[token.end() : token.end() + 1]
-            if not (after.isalnum() or after == "_"):
-                self._classify(token, before=before)
-        for word in _HTS_WORDS:
-            self._keyword_hts(word)
-
-    def _classify(self, token: re.Match[str], *, before: str) -> None:
-        value, start, end = token[0], token.start(), token.end()
-        if iso := _ISO_DATE.fullmatch(value):
-            self.dates.append((int(iso[1]), int(iso[2]), int(iso[3])))
-        elif us := _US_DATE.fullmatch(value):
-            self.dates.append((int(us[3]), int(us[1]), int(us[2])))
-        elif _DOTTED.fullmatch(value) and before not in ".," and self.text[end : end + 1] != "%":
-            self.hts.add(value.replace(".", ""))
-        elif span := _RANGE.fullmatch(value):
-            if _PCT_AFTER.match(self.text, end):
-                self._add_rates(span[1], span[2])
-        elif _RATE_NUMBER.fullmatch(value) and before not in ".,":
-            self._rate(value, start, end)
-
-    def _rate(self, value: str, start: int, end: int) -> None:
-        if _NOT_A_RATE_BEFORE.search(self.text, max(0, start - 10), start):
-            return  # "Section 232 percent" does not happen, but "Section 25%"-like noise does
-        if _PCT_AFTER.match(self.text, end):
-            self._add_rates(value)
-        elif (pair := _PAIR_AFTER.match(self.text, end)) and _PAIR_BEFORE.search(
-            self.text, max(0, start - 10), start
-        ):
-            self._add_rates(value, pair[1])
-
-    def _add_rates(self, *values: str) -> None:
-        for value in values:
-            shown = value.rstrip("0").rstrip(".") if "." in value else value
-            self.rates.add((float(value), shown))
-
-    def _keyword_hts(self, word: str) -> None:
-        """Plain numbers after "HTS", "heading(s)", "subheading(s)", "chapter(s)"."""
-        at = self.text.find(word)
-        while at != -1:
-            found = _KEYWORD_AT.match(self.text, at)
-            start = at - 3 if word == "heading" and self.text.endswith("sub", 0, at) else at
-            at = self.text.find(word, at + 1)
-            if found and not (start and (self.text[start - 1].isalnum())):
-                self._listed_hts(found)
-
-    def _listed_hts(self, found: re.Match[str]) -> None:
-        numbers = [n.replace(".", "") for n in re.findall(_LIST_NUMBER, found[2])]
-        if not found[1].startswith("chapter"):
-            self.hts.update(n for n in numbers if len(n) in (4, 6, 8, 10))
-            return
-        schedule = "bankrupt" not in self.text and any(w in self.text for w in _SCHEDULE_WORDS)
-        self.hts.update(
-            n for n in numbers if len(n) == 2 and (schedule or n not in _BANKRUPTCY_CHAPTERS)
-        )
-
-
-# --------------------------------------------------------------------------- dates
-
-_MONTHS = {
-    name: number
-    for number, names in enumerate(
-        [
-            ("January", "Jan"),
-            ("February", "Feb"),
-            ("March", "Mar"),
-            ("April", "Apr"),
-            ("May",),
-            ("June", "Jun"),
-            ("July", "Jul"),
-            ("August", "Aug"),
-            ("September", "Sept", "Sep"),
-            ("October", "Oct"),
-            ("November", "Nov"),
-            ("December", "Dec"),
-        ],
-        start=1,
-    )
-    for name in names
-}
-# Case-sensitive (plus ALL CAPS for full names): "may" and "march" are verbs.
-_MONTH = re.compile(
-    "(?:"
-    + "|".join(sorted({*_MONTHS, *(m.upper() for m in _MONTHS if len(m) > 3)}, key=len)[::-1])
-    + r")(?!\w)\.?"
-)
-_DAY_AFTER = re.compile(r"\s+([0-3]?\d)(?:st|nd|rd|th)?(?![\d%])(?:,?\s+(\d{4})(?!\d))?")
-_YEAR_AFTER = re.compile(r",?\s+(?:of\s+)?(\d{4})(?!\d)")
-_DAY_BEFORE = re.compile(r"(?<![\d.,])([0-3]?\d)(?:st|nd|rd|th)?\s+(?:of\s+)?$")
-_QUALIFIER_BEFORE = re.compile(
-    r"(?<!\w)(?:in|by|from|until|till|through|since|before|after|during|starting|"
-    r"beginning|effective|early|mid|late|end of|start of|middle of)[\s\-]+"
-    r"(?:(?:the\s+)?(?:early|mid|late|end\s+of)[\s\-]+)?$",
-    re.IGNORECASE,
-)
-
-_Mention = tuple[int | None, int, int | None]  # (year or None, month, day or None)
-
-
-def _month_mentions(text: str) -> Iterator[_Mention]:
-    for match in _MONTH.finditer(text):
-        start, end = match.start(), match.end()
-        if start and (text[start - 1].isalnum() or text[start - 1] == "_"):
-            continue
-        month = _MONTHS[match[0].rstrip(".").title()]
-        if day := _DAY_AFTER.match(text, end):
-            yield (int(day[2]) if day[2] else None), month, int(day[1])
-        elif day := _DAY_BEFORE.search(text, max(0, start - 12), start):
-            year = _YEAR_AFTER.match(text, end)
-            yield (int(year[1]) if year else None), month, int(day[1])
-        elif year := _YEAR_AFTER.match(text, end):
-            yield int(year[1]), month, None
-        elif _QUALIFIER_BEFORE.search(text, max(0, start - 30), start):
-            yield None, month, None
-
-
-def _dates(text: str, numeric: list[_Mention], *, reference: date | None) -> tuple[str, ...]:
-    mentions = [*numeric, *_month_mentions(text)]
-    anchor = reference
-    if anchor is None:
-        anchor = next((_first_day(m) for m in mentions if m[0] and _first_day(m)), None)
-    found: set[str] = set()
-    for year, month, day in mentions:
-        if year is None:
-            if anchor is None:
-                continue  # no way to know the year: better nothing than a guess
-            year = _infer_year(month, anchor)
-        if day is None:
-            found.add(f"{year:04d}-{month:02d}")
-            continue
-        try:
-            found.add(date(year, month, day).isoformat())
-        except ValueError:
-            continue  # "February 30", "13/45/2025": not a date
-    return tuple(sorted(found))
-
-
-def _first_day(mention: _Mention) -> date | None:
-    year, month, day = mention
-    try:
-        return date(year or 1, month, day or 1)
-    except ValueError:
-        return None
-
-
-def _infer_year(month: int, anchor: date) -> int:
-    """The year putting ``month`` from five months before to six after the anchor's."""
-    delta = month - anchor.month
-    if delta < -5:
-        return anchor.year + 1
-    if delta > 6:
-        return anchor.year - 1
-    return anchor.year
+def _form_headings(
+    lower: str, forms: list[tuple[int, dict[str, tuple[str, ...]]]], metals: list[tuple[int, str]]
+) -> Iterator[str]:
+    """A bare metal form takes the metals of its clause, else those of the text."""
+    if not metals:
+        return
+    ends = [m.start() for m in _CLAUSE_END.finditer(lower)]
+    for position, by_metal in forms:
+        start = max((e for e in ends if e < position), default=-1)
+        end = min((e for e in ends if e >= position), default=len(lower))
+        near = {metal for at, metal in metals if start < at < end} or {m for _, m in metals}
+        for metal in near:
+            yield from by_metal.get(metal, ())
