@@ -106,6 +106,8 @@ class Tags:
     hts: tuple[str, ...] = ()
     rates: tuple[str, ...] = ()
     dates: tuple[str, ...] = ()
+    # Chapter 99 lines named ("9903.94.05"): what they are, additional duties, not goods.
+    chapter99: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, list[str]]:
         return {
@@ -113,6 +115,7 @@ class Tags:
             "hts": list(self.hts),
             "rates": list(self.rates),
             "dates": list(self.dates),
+            "chapter99": list(self.chapter99),
         }
 
 
@@ -167,10 +170,6 @@ class Event:
             "data": {"event_id": self.id, **self.data},
         }
 
-    @property
-    def family(self) -> str:
-        """``rule`` or ``entry``: which template set renders it."""
-        return "rule" if self.type.startswith("tariff.rule.") else "entry"
 
 
 @dataclass(frozen=True, slots=True)
