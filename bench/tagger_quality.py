@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from notifier import tagging
-from notifier.tagging import Tagger
+from notifier.sources.tagging import Tagger
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"

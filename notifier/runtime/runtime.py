@@ -32,8 +32,8 @@ from notifier.delivery.render import Renderer
 from notifier.errors import FetchError, StoreError
 from notifier.logs import register_secrets
 from notifier.sources.pool import ParsePool
+from notifier.sources.tagging import Tagger, default_gazetteer_path
 from notifier.store import Store
-from notifier.tagging import Tagger, default_gazetteer_path
 
 log = logging.getLogger("notifier.runtime")
 

@@ -38,7 +38,7 @@ from notifier.sources.base import (
 from notifier.sources.events import entry_events
 from notifier.sources.http import fetch_feed, one_line, parse_fetched
 from notifier.sources.rss import parse_feed, plain_text
-from notifier.tagging import find_chapter99, find_hts_numbers
+from notifier.sources.tagging import find_chapter99, find_hts_numbers
 
 #: Bulletin pages fetched per poll; the rest are partial and wait for the next poll.
 MAX_PAGES_PER_POLL = 20

@@ -23,7 +23,7 @@ from notifier.core.model import Entry
 from notifier.errors import FetchError
 from notifier.sources.base import Change, FetchContext, Fetched, Validators
 from notifier.sources.registry import source_kind
-from notifier.tagging import Tagger
+from notifier.sources.tagging import Tagger
 
 DATA = Path(__file__).parent.parent / "data" / "sources"
 NOW = datetime(2025, 5, 3, 4, 1, tzinfo=UTC)

@@ -175,7 +175,11 @@ def test_a_digest_mixes_every_family(renderer: Renderer) -> None:
 @pytest.mark.parametrize("event", sample_events(), ids=lambda e: e.type)
 def test_every_event_type_renders_all_three_parts(renderer: Renderer, event) -> None:
     email = _email(renderer, event)
-    title = event.data["rule"]["title"] if event.type.startswith("tariff.rule.") else event.data["entry"]["title"]
+    title = (
+        event.data["rule"]["title"]
+        if event.type.startswith("tariff.rule.")
+        else event.data["entry"]["title"]
+    )
     label = renderer._env.globals["labels"][event.type]
     assert email.subject.startswith(f"{label}: ")
     assert title in email.subject
@@ -191,7 +195,11 @@ def test_every_event_type_renders_all_three_parts(renderer: Renderer, event) -> 
 @pytest.mark.parametrize("event", sample_events(), ids=lambda e: e.type)
 def test_every_event_type_renders_for_slack(renderer: Renderer, event) -> None:
     text = renderer.render_slack(event)
-    link = event.data["rule"]["source"] if event.type.startswith("tariff.rule.") else event.data["entry"]["link"]
+    link = (
+        event.data["rule"]["source"]
+        if event.type.startswith("tariff.rule.")
+        else event.data["entry"]["link"]
+    )
     assert text.startswith("*")
     assert f"<{link}|" in text
 

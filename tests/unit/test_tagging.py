@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from notifier.core.model import Tags
 from notifier.errors import ConfigError
-from notifier.tagging import (
+from notifier.sources.tagging import (
     Tagger,
     default_gazetteer_path,
     find_chapter99,
