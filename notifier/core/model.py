@@ -171,7 +171,6 @@ class Event:
         }
 
 
-
 @dataclass(frozen=True, slots=True)
 class Subscriber:
     """One ``[[subscriber]]``: where to send and what it wants (filters combine with AND).

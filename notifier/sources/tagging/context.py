@@ -1,6 +1,6 @@
 """Context rules: when a country's name in a text names no country.
 
-Part of the tagger (``notifier.tagging``). Case tells "Turkey" from "turkey" in running
+Part of the tagger (``notifier.sources.tagging``). Case tells "Turkey" from "turkey" in running
 text, but headlines are in title case, so the words around a mention decide. The rules
 are data (the ``[context]`` section of the gazetteer); this module only applies them.
 A mention is not a country when:
@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from notifier.tagging_gazetteer import ContextRules
+from notifier.sources.tagging.gazetteer import ContextRules
 
 __all__ = ["NEAR", "Context"]
 

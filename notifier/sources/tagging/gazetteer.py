@@ -1,6 +1,6 @@
 """The tagger's word lists: reading, validating and merging gazetteer files.
 
-Part of the tagger (``notifier.tagging``). The format is documented at the top of
+Part of the tagger (``notifier.sources.tagging``). The format is documented at the top of
 ``config/gazetteer.toml``; every schema error names the file, the key and, where it can
 be found, the line.
 """

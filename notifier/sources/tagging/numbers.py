@@ -1,6 +1,6 @@
 """Explicit numbers in a feed entry: HTS numbers, Chapter 99 lines, rates and dates.
 
-Part of the tagger (``notifier.tagging``, whose docstring states the rules). Every
+Part of the tagger (``notifier.sources.tagging``, whose docstring states the rules). Every
 number-like token is found by one scan and then classified from its shape and its
 neighbours; one scan is cheaper than one regex per kind.
 """

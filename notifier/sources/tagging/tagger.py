@@ -4,8 +4,8 @@ The word lists and the context rules live in a gazetteer (``config/gazetteer.tom
 user files, format documented at the top of that file), never in code. They are compiled
 once, per kind, into a prefix-tree regex, so tagging costs a handful of regex scans per
 entry (well under a millisecond for a 500-character paragraph) however long the lists
-grow. The parts: ``tagging_gazetteer`` (reading files), ``tagging_context`` (when a
-country's name names no country), ``tagging_numbers`` (numbers, rates, dates).
+grow. The parts: ``gazetteer`` (reading files), ``context`` (when a
+country's name names no country), ``numbers`` (numbers, rates, dates).
 
 Rules, and why:
 
@@ -16,7 +16,7 @@ Rules, and why:
   "American"; "French fries", a good named after a place, over "French"). Tags are
   literal: "Germany" tags DE, not EU. Bare "Georgia" is not tagged (in US trade news it
   is mostly the state); "Republic of Georgia" and "Tbilisi" are. Headlines are in title
-  case, so the words around a mention decide the rest (``tagging_context``): a person
+  case, so the words around a mention decide the rest (``context``): a person
   ("Chad Bown", "Michael Jordan"), a US town ("Jordan, Minnesota"), a state ("Washington
   State"), a common noun ("Wild Turkey", "Grandma's China") is no country.
 - **hts**: digit strings without dots. Product terms (any case, plurals added) give the
@@ -55,7 +55,6 @@ Rules, and why:
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
@@ -63,9 +62,9 @@ from pathlib import Path
 from typing import Any
 
 from notifier.core.model import Tags
-from notifier.tagging_context import Context
-from notifier.tagging_gazetteer import Gazetteer, default_gazetteer_path, load_gazetteer
-from notifier.tagging_numbers import Numbers, dates_in, find_chapter99, find_hts_numbers
+from notifier.sources.tagging.context import Context
+from notifier.sources.tagging.gazetteer import Gazetteer, default_gazetteer_path, load_gazetteer
+from notifier.sources.tagging.numbers import Numbers, dates_in, find_chapter99, find_hts_numbers
 
 __all__ = [
     "Gazetteer",
@@ -76,8 +75,6 @@ __all__ = [
     "load_gazetteer",
 ]
 
-# Filled in when ``Tags`` has the field (it is being added to notifier.core.model).
-_TAGS_HAS_CHAPTER99 = "chapter99" in {f.name for f in dataclasses.fields(Tags)}
 
 # --------------------------------------------------------------------------- compiling
 
@@ -247,13 +244,12 @@ class Tagger:
         numbers = Numbers(text.lower())
         hts = self._product_headings(text)
         hts.update(numbers.hts)
-        extra = {"chapter99": tuple(sorted(numbers.chapter99))} if _TAGS_HAS_CHAPTER99 else {}
         return Tags(
             origins=self.origins(text),
             hts=tuple(sorted(hts)),
             rates=tuple(f"{shown}%" for _, shown in sorted(numbers.rates)),
             dates=dates_in(text, numbers.dates, reference=reference.date() if reference else None),
-            **extra,
+            chapter99=tuple(sorted(numbers.chapter99)),
         )
 
     def origins(self, text: str) -> tuple[str, ...]:
