@@ -33,9 +33,12 @@ class InstanceLock:
         return self._handle is not None
 
     def release(self) -> None:
+        """Drop the lock (idempotent)."""
         if self._handle is not None:
             self._handle.close()  # closing the file drops the flock
             self._handle = None
+
+    close = release
 
     def __enter__(self) -> InstanceLock:
         return self

@@ -172,7 +172,7 @@ def test_postgresql_and_memory_take_no_lock() -> None:
     for url in ("postgresql://postgres@127.0.0.1/test", "sqlite://"):
         lock = instance_lock(url)
         assert not lock.held and lock.path is None
-        lock.release()
+        lock.close()  # an alias of release()
 
 
 def test_a_lock_that_cannot_be_made_is_a_store_error(tmp_path: Path) -> None:
