@@ -89,11 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--origin", help="with --in-force: an ISO country code, e.g. JP")
     cal.add_argument("--hts", help="with --in-force: an HTS code or prefix, e.g. 8708.29")
     cal.add_argument("--subscriber", help="with --in-force: that subscriber's filters")
-    dl = sub.add_parser("deliveries", parents=[common], help="the delivery log; `retry ID…`")
-    dl.add_argument("action", nargs="*", help="`retry ID…` re-queues dead deliveries")
+    dl = sub.add_parser(
+        "deliveries", parents=[common], help="the delivery log; `retry ID…`; `export`"
+    )
+    dl.add_argument(
+        "action",
+        nargs="*",
+        help="`retry ID…` re-queues dead deliveries; `export` writes the ledger",
+    )
+    dl.add_argument("--since", help="export: attempts from this date (YYYY-MM-DD) on")
+    dl.add_argument("--format", choices=["csv", "jsonl"], default="csv", help="export format")
     dl.add_argument("--status", choices=["queued", "sent", "failed", "dead"])
     dl.add_argument("--json", action="store_true")
     dl.add_argument("--limit", type=int, default=200)
+    src = sub.add_parser(
+        "sources",
+        parents=[common],
+        help="every source and its health; `release|discard SOURCE_ID` a held change",
+    )
+    src.add_argument("action", nargs="*", help="`release SOURCE_ID` or `discard SOURCE_ID`")
+    src.add_argument("--json", action="store_true")
     test = sub.add_parser("send-test", parents=[common], help="send a sample alert")
     test.add_argument("subscriber_id")
     sub.add_parser("demo", parents=[common], help="offline replay of the April-May 2025 story")
@@ -165,6 +180,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "calendar": commands.calendar,
         "deliveries": commands.deliveries,
         "send-test": commands.send_test,
+        "sources": commands.sources,
         "migrate": commands.migrate,
     }[args.command]
     return handler(config, args)

@@ -104,7 +104,8 @@ async def _dry_run(config: Config) -> int:
     parsed = parse_state_url(url)
     if parsed.dialect == "sqlite" and not parsed.exists():
         url = "sqlite://"
-    async with Notifier(config, store_url=url, read_only=url != "sqlite://") as notifier:
+    scratch = url == "sqlite://"
+    async with Notifier(config, store_url=url, beside_daemon=True, create=scratch) as notifier:
         report = await Jobs(notifier, write=False).run_once()
         now = notifier.clock()
         for event in report.sources.events:
@@ -136,7 +137,17 @@ def _print_dry_event(rt: Runtime, event: Event, *, now: datetime) -> None:
 # --- deliveries ----------------------------------------------------------------------
 
 
+def sources(config: Config, args: argparse.Namespace) -> int:
+    from notifier.cli.sources import show_sources
+
+    return show_sources(config, args)
+
+
 def deliveries(config: Config, args: argparse.Namespace) -> int:
+    if args.action and args.action[0] == "export":
+        from notifier.cli.sources import export_ledger
+
+        return export_ledger(config, args)
     if args.action:
         if args.action[0] != "retry" or len(args.action) < 2:
             print("usage: tariff-notifier deliveries retry ID [ID …]", file=sys.stderr)
@@ -254,7 +265,9 @@ async def _send_test(config: Config, subscriber_id: str) -> int:
     event = sample_event(config, now)
     sub = next(s for s in config.subscribers if s.id == subscriber_id)
     channels = build_channels(config)
-    async with Notifier(config, channels=channels, parse_in_processes=False) as notifier:
+    async with Notifier(
+        config, channels=channels, parse_in_processes=False, beside_daemon=True
+    ) as notifier:
         failures = 0
         for delivery in plan_deliveries(event, [sub], now=now, zone=config.zone):
             # A test is sent at once, even for digest subscribers.

@@ -12,6 +12,7 @@ sends, so an SMTP outage turns a change into the baseline, PITFALLS.md). A dry r
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -242,13 +243,13 @@ class Jobs:
             baseline=plan.baseline,
             limit=feed.change_limit(max(len(seen), len(fetched.entries))),
         )
-        events += await self._recovery_events(feed, state, now=now)
+        health = await self._recovery_events(feed, state, now=now)
         if hold.held:
             report.held.append(feed.id)
-            await self._hold(rt, feed, state, fetched, plan, events, hold, report, now=now)
+            await self._hold(rt, feed, fetched, plan, events, hold, report, health=health, now=now)
             return
         await self._commit(
-            await self._plan(rt, events, now=now),
+            await self._plan(rt, events + health, now=now),
             report,
             now=now,
             write=lambda tx: self._save(tx, feed, fetched, plan, now=now),
@@ -434,13 +435,13 @@ class Jobs:
         self,
         rt: Runtime,
         feed: FeedSection,
-        state: FeedState | None,
         fetched: Fetched,
         plan: FeedPlan,
         events: list[Event],
         hold: Any,
         report: PassReport,
         *,
+        health: list[Event],
         now: datetime,
     ) -> None:
         """Keep the old baseline; store the change for an operator; tell operators once."""
@@ -456,6 +457,7 @@ class Jobs:
                 fingerprint=hold.fingerprint,
                 detected_at=now,
                 events=events,
+                would_emit=hold.would_emit,
                 remember=plan.remember,
                 touch=plan.touch,
                 forget=plan.forget,
@@ -470,7 +472,8 @@ class Jobs:
                 tx, feed.id, now=now, error=None, polled_by=self.notifier.worker
             )
 
-        await self._commit(await self._plan(rt, [notice], now=now), report, now=now, write=write)
+        planned = await self._plan(rt, [notice, *health], now=now)
+        await self._commit(planned, report, now=now, write=write)
         log.warning(
             "source %s: change held for review (%s); `tariff-notifier sources release %s` "
             "sends it, `sources discard %s` takes it as the baseline",
@@ -479,6 +482,44 @@ class Jobs:
             feed.id,
             feed.id,
         )
+
+    async def settle_held(self, source_id: str, *, release: bool) -> PassReport | None:
+        """``sources release`` (the held events go out, with their own ids and the
+        ``detected_at`` of the poll that found them) or ``sources discard`` (the new state
+        becomes the baseline silently). None when the source holds nothing."""
+        rt = self.notifier.runtime
+        report = PassReport()
+        now = self.notifier.clock()
+        held = (await self.store.held_changes()).get(source_id)
+        if held is None:
+            return None
+        planned = await self._plan(rt, list(held.events), now=now) if release else []
+
+        async def write(tx: Any) -> None:
+            taken = await self.store.take_held(tx, source_id)
+            if taken is None:  # another instance settled it meanwhile
+                return
+            await self.store.remember_entries(tx, source_id, taken.remember, now=now)
+            await self.store.touch_entries(tx, source_id, taken.touch, now=now)
+            if taken.forget:
+                await self.store.forget_entries(tx, source_id, taken.forget)
+            if taken.rules is not None:
+                await self.store.set_meta(tx, calendar_url_key(source_id), json_text(taken.rules))
+            validators = taken.validators
+            if any(validators.values()):
+                await self.store.record_poll(
+                    tx,
+                    source_id,
+                    now=now,
+                    error=None,
+                    etag=validators.get("etag"),
+                    last_modified=validators.get("last_modified"),
+                    body_hash=validators.get("body_hash"),
+                    polled_by=self.notifier.worker,
+                )
+
+        await self._commit(planned, report, now=now, write=write)
+        return report
 
     # --- calendar ----------------------------------------------------------------------
 
@@ -570,6 +611,15 @@ class Jobs:
         except NotifierError as exc:  # the next pass tries again
             log.warning("retention pass failed: %s", exc)
         return report
+
+
+def calendar_url_key(source_id: str) -> str:
+    """The meta key of a calendar URL's last good rules."""
+    return f"calendar-url:{source_id}"
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _view(state: FeedState | None) -> HealthView:

@@ -169,12 +169,16 @@ class Notifier:
         parse_in_processes: bool | None = None,
         channels: Channels | None = None,
         health: str | None = None,
-        read_only: bool = False,
+        beside_daemon: bool = False,
+        create: bool = True,
     ) -> None:
         self._config = config
         self.clock = clock
         self.store_url = store_url or config.state_url
-        self.read_only = read_only
+        # A command run beside a running daemon (send-test, sources release, a dry run):
+        # no single-instance lock and no claim release, since the daemon owns those.
+        self.beside_daemon = beside_daemon
+        self.create = create
         self.worker = worker_name()
         self.health_override = health
         use_processes = (
@@ -194,15 +198,15 @@ class Notifier:
     async def __aenter__(self) -> Notifier:
         from notifier.store import instance_lock
 
-        if not self.read_only:
+        if not self.beside_daemon:
             self._instance_lock = instance_lock(self.store_url)
         try:
-            self.store = await Store.open(self.store_url, create=not self.read_only)
+            self.store = await Store.open(self.store_url, create=self.create)
         except BaseException:
             self._release_lock()
             raise
         try:
-            if self.store.dialect.single_instance and not self.read_only:
+            if self.store.dialect.single_instance and not self.beside_daemon:
                 # SQLite is single-instance: claims left by a killed process are ours.
                 await self.store.release_all_claims()
             self.session = aiohttp.ClientSession(

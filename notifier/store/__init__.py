@@ -1,7 +1,7 @@
 """The state store: one seam for SQLite and PostgreSQL.
 
 Queries are named methods, grouped by table family (``feeds.py``, ``calendar.py``,
-``queue.py``, ``subscriptions.py``, ``ledger.py``) over one connector (``engine.py``);
+``queue.py``, ``subscriptions.py``, ``ledger.py``, ``held.py``) over one connector (``engine.py``);
 what differs between the backends lives in ``dialect.py`` and nowhere else; the state URL
 is read in ``url.py``. Write transactions are explicit (``async with store.transaction()
 as tx``) so that a state change, the events it produces and their deliveries commit
@@ -25,6 +25,7 @@ from notifier.store.calendar import CalendarQueries
 from notifier.store.dialect import MIGRATION_LOCK, database_errors, dialect_for
 from notifier.store.engine import READ, WRITE, guarded, in_chunks, padded, short, translate
 from notifier.store.feeds import FeedQueries, FeedState, UnchangedPoll
+from notifier.store.held import HeldChange, HeldQueries
 from notifier.store.instance import InstanceLock, instance_lock
 from notifier.store.ledger import LedgerQueries, mask_target
 from notifier.store.queue import AttemptRecord, QueueQueries
@@ -35,6 +36,7 @@ from notifier.store.url import StateUrl, parse_state_url
 __all__ = [
     "AttemptRecord",
     "FeedState",
+    "HeldChange",
     "InstanceLock",
     "Pruned",
     "StateUrl",
@@ -50,7 +52,9 @@ __all__ = [
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-class Store(FeedQueries, CalendarQueries, QueueQueries, SubscriptionQueries, LedgerQueries):
+class Store(
+    FeedQueries, CalendarQueries, QueueQueries, SubscriptionQueries, LedgerQueries, HeldQueries
+):
     """Async access to the state database."""
 
     # --- lifecycle ---------------------------------------------------------------------

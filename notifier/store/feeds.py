@@ -197,6 +197,16 @@ class FeedQueries(Connector):
                 .values(last_seen_at=now)
             )
 
+    async def forget_entries(
+        self, conn: AsyncConnection, feed_id: str, keys: Iterable[str]
+    ) -> None:
+        """Drop entries that left a source whose removals are events (schedule lines)."""
+        c = t.seen_entries.c
+        for chunk in in_chunks(keys):
+            await conn.execute(
+                t.seen_entries.delete().where((c.feed_id == feed_id) & c.entry_key.in_(chunk))
+            )
+
     @guarded(WRITE)
     async def take_feed_lease(
         self, feed_id: str, *, holder: str, now: datetime, duration: timedelta

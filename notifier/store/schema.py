@@ -188,3 +188,16 @@ ledger = sa.Table(
     sa.Index("ix_ledger_at", "at"),
     sa.Index("ix_ledger_delivery", "delivery_id"),
 )
+
+held_changes = sa.Table(
+    "held_changes",
+    metadata,
+    # A poll that would have emitted more than `max_changes` events (CONTRACT "Trust"):
+    # its events and the new state wait here for `sources release` or `sources discard`.
+    sa.Column("source_id", sa.String(200), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("detected_at", UTCDateTime, nullable=False),
+    sa.Column("would_emit", sa.JSON, nullable=False),
+    sa.Column("events", sa.JSON, nullable=False),
+    sa.Column("state", sa.JSON, nullable=False),
+)

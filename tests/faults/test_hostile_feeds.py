@@ -147,7 +147,7 @@ async def test_hostile_feeds_fail_alone_within_the_memory_bound(
     log = daemon.log()
     for feed_id, (_, reason) in FAILING.items():
         assert reason in status["feeds"][feed_id]["last_error"], (feed_id, status["feeds"])
-        assert f"feed {feed_id} failed: " in log, feed_id
+        assert f"source {feed_id} failed: " in log, feed_id
     # The bomb and the external entity were defused, not expanded or resolved.
     assert "feed bomb: DTD entity declarations ignored" in log
     assert "feed xxe: DTD entity declarations ignored" in log
@@ -210,7 +210,7 @@ async def test_a_feed_slow_to_parse_does_not_starve_the_good_feeds(
     daemon = await ShortParseDeadlineDaemon(config).start()
     daemons.append(daemon)
     await wait_for(
-        lambda: all(f"feed {name} failed: parsing took longer" in daemon.log() for name in slow),
+        lambda: all(f"source {name} failed: parsing took longer" in daemon.log() for name in slow),
         timeout_s=20,
         what="the slow feeds to time out",
     )
@@ -220,7 +220,7 @@ async def test_a_feed_slow_to_parse_does_not_starve_the_good_feeds(
         await hooks.wait_for_count(1, path="/erp", timeout_s=6)
     finally:
         await daemon.stop()
-    assert "feed good failed" not in daemon.log()
+    assert "source good failed" not in daemon.log()
 
 
 async def test_sigterm_while_a_feed_trickles_exits_in_time_and_quietly(

@@ -12,7 +12,8 @@ import pytest
 
 from notifier.cli import main
 from notifier.config import load_config
-from notifier.runtime.runtime import App
+from notifier.runtime.jobs import Jobs
+from notifier.runtime.runtime import Notifier
 from tests.conftest import FakeClock, WriteConfig, new_secret
 from tests.peers.feeds import FeedItem, FeedServer
 from tests.peers.smtp import SmtpPeer
@@ -58,8 +59,8 @@ async def cli(args: list[str]) -> int:
 
 
 async def once(path: Path, clock: FakeClock) -> None:
-    async with App(load_config(path), clock=clock, parse_in_processes=False) as app:
-        await app.run_once()
+    async with Notifier(load_config(path), clock=clock, parse_in_processes=False) as app:
+        await Jobs(app).run_once()
 
 
 @pytest.fixture

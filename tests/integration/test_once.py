@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from notifier.config import load_config
-from notifier.runtime.runtime import App, OnceReport
+from notifier.runtime.jobs import Jobs, OnceReport
+from notifier.runtime.runtime import Notifier
 from tests.conftest import FakeClock, WriteConfig, new_secret
 from tests.peers.feeds import FeedItem, FeedServer
 from tests.peers.smtp import SmtpPeer
@@ -117,8 +118,8 @@ def setup(
 
 
 async def once(path: Path, clock: FakeClock) -> OnceReport:
-    async with App(load_config(path), clock=clock, parse_in_processes=False) as app:
-        return await app.run_once()
+    async with Notifier(load_config(path), clock=clock, parse_in_processes=False) as app:
+        return await Jobs(app).run_once()
 
 
 async def test_first_pass_is_a_silent_baseline(
@@ -324,7 +325,7 @@ secret = "{secret}"
         clock.advance(minutes=5)
     assert len(hooks.calls_to("/dead")) == 3  # 1 try + 2 retries (backoff has 2 waits)
     assert len(hooks.calls_to("/erp")) == 1
-    async with App(load_config(path), clock=clock, parse_in_processes=False) as app:
+    async with Notifier(load_config(path), clock=clock, parse_in_processes=False) as app:
         dead = await app.store.list_deliveries(status="dead")
         sent = await app.store.list_deliveries(status="sent")
     assert [d.subscriber_id for d, _ in dead] == ["broken"]
@@ -396,7 +397,7 @@ async def test_one_click_unsubscribe_stops_that_address_only(
     assert link.startswith("https://alerts.example.com/unsubscribe/jp-autos/")
 
     config = load_config(setup)
-    async with App(config, clock=clock, parse_in_processes=False) as app:
+    async with Notifier(config, clock=clock, parse_in_processes=False) as app:
 
         async def unsubscribe(subscriber: str, token: str) -> str | None:
             return await apply_unsubscribe(config, app.store, subscriber, token, now=clock())

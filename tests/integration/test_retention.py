@@ -20,7 +20,8 @@ from notifier.config import load_config
 from notifier.core.model import Delivery, Event
 from notifier.errors import ConfigError
 from notifier.runtime.daemon import Daemon
-from notifier.runtime.runtime import App
+from notifier.runtime.jobs import Jobs
+from notifier.runtime.runtime import Notifier
 from notifier.store import AttemptRecord, Store
 from notifier.store import schema as t
 from notifier.store.retention import prune
@@ -144,8 +145,8 @@ def write(
 
 async def once(path: Path, clock: FakeClock) -> list[str]:
     """One `once` pass; the ids of the feed entries it alerted."""
-    async with App(load_config(path), clock=clock, parse_in_processes=False) as app:
-        report = await app.run_once()
+    async with Notifier(load_config(path), clock=clock, parse_in_processes=False) as app:
+        report = await Jobs(app).run_once()
     return sorted(e.data["entry"]["id"] for e in report.sources.events)
 
 
@@ -238,19 +239,19 @@ secret = "{secret}"
     path = write_config(text, calendar=RULE)  # the clock starts 2025-04-17
     await once(path, clock)
     clock.advance(days=16)  # past the effective instant (May 3)
-    async with App(load_config(path), clock=clock, parse_in_processes=False) as app:
-        first = await app.run_once()
+    async with Notifier(load_config(path), clock=clock, parse_in_processes=False) as app:
+        first = await Jobs(app).run_once()
     assert [e.type for e in first.sources.events] == ["tariff.rule.effective"]
     await hooks.wait_for_count(1, path="/h")
 
     clock.advance(days=32)
-    async with App(load_config(path), clock=clock, parse_in_processes=False) as app:
-        later = await app.run_once()
+    async with Notifier(load_config(path), clock=clock, parse_in_processes=False) as app:
+        later = await Jobs(app).run_once()
     assert later.pruned.events == 1  # the effective event is forgotten…
     assert later.sources.events == []  # …and the transition, past late_limit, not re-sent
     clock.advance(days=1)
-    async with App(load_config(path), clock=clock, parse_in_processes=False) as app:
-        assert (await app.run_once()).sources.events == []
+    async with Notifier(load_config(path), clock=clock, parse_in_processes=False) as app:
+        assert (await Jobs(app).run_once()).sources.events == []
     assert len(hooks.calls) == 1
 
 
@@ -283,8 +284,9 @@ async def test_the_daemons_retention_job_forgets_and_counts(
     clock.advance(days=91)
 
     daemon = Daemon(load_config(path), clock=clock)
-    async with App(daemon.config, clock=clock, parse_in_processes=False) as app:
-        daemon.app = app
+    async with Notifier(daemon.config, clock=clock, parse_in_processes=False) as app:
+        daemon.notifier = app
+        daemon.jobs = Jobs(app)
         assert await app.store.counts() == {"sent": 1}
         await daemon._retention_job()
         assert await app.store.counts() == {}
