@@ -7,6 +7,8 @@ from notifier.config.load import (
     load_calendar,
     load_config,
     locate_line,
+    merge_calendars,
+    parse_calendar,
 )
 from notifier.config.schema import (
     CalendarFile,
@@ -37,6 +39,8 @@ __all__ = [
     "load_calendar",
     "load_config",
     "locate_line",
+    "merge_calendars",
+    "parse_calendar",
     "parse_duration",
     "subscriber_hash",
 ]

@@ -12,7 +12,7 @@ import glob
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, get_args
@@ -106,12 +106,16 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
         raise ConfigError("file not found", file=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", file=str(path)) from None
+    return _parse_toml(text, file=str(path)), text
+
+
+def _parse_toml(text: str, *, file: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(text), text
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = re.search(r"at line (\d+)", str(exc))
         raise ConfigError(
-            f"not valid TOML: {exc}", file=str(path), line=int(line.group(1)) if line else None
+            f"not valid TOML: {exc}", file=file, line=int(line.group(1)) if line else None
         ) from None
 
 
@@ -297,33 +301,62 @@ def _check_unique(items: list[Any], *, table: str, file: str, text: str) -> None
         seen[item.id] = index
 
 
+def parse_calendar(text: str, *, source: str) -> tuple[list[Rule], date | None]:
+    """One calendar file's rules and its ``reviewed`` date, validated; errors name
+    ``source`` (a path or a URL), the line and the key."""
+    raw = _parse_toml(text, file=source)
+    try:
+        model = CalendarFile.model_validate(raw)
+    except ValidationError as exc:
+        _raise_validation(exc, file=source, text=text, model=CalendarFile)
+        raise  # unreachable; keeps type checkers calm
+    seen: dict[str, int] = {}
+    for index, rule in enumerate(model.rule):
+        if rule.id in seen:
+            raise ConfigError(
+                f"duplicate rule id {rule.id!r} (also rule[{seen[rule.id]}])",
+                file=source,
+                key=f"rule[{index}].id",
+                line=locate_line(text, ("rule", index, "id")),
+            )
+        seen[rule.id] = index
+    return [rule.to_rule() for rule in model.rule], model.reviewed
+
+
+def merge_calendars(
+    calendars: Sequence[tuple[str, Sequence[Rule], str | None]],
+) -> list[Rule]:
+    """Rules of several calendars (source, rules, its text); an id in two of them is an
+    error naming both places (and the line, where the text is known)."""
+    rules: list[Rule] = []
+    origin: dict[str, str] = {}
+    for source, found, text in calendars:
+        for index, rule in enumerate(found):
+            if rule.id in origin:
+                raise ConfigError(
+                    f"duplicate rule id {rule.id!r} (also in {origin[rule.id]})",
+                    file=source,
+                    key=f"rule[{index}].id",
+                    line=locate_line(text, ("rule", index, "id")) if text else None,
+                )
+            origin[rule.id] = source
+            rules.append(rule)
+    return rules
+
+
 def load_calendar(
     paths: list[Path], *, reviewed: dict[str, date | None] | None = None
 ) -> list[Rule]:
     """Load calendar files; rule ids must be unique across all of them. Each file's
     ``reviewed`` date goes into ``reviewed`` (path -> date, None when it has none)."""
-    rules: list[Rule] = []
-    origin: dict[str, str] = {}
+    calendars: list[tuple[str, Sequence[Rule], str | None]] = []
     for path in paths:
-        raw, text = _read_toml(path)
-        try:
-            model = CalendarFile.model_validate(raw)
-        except ValidationError as exc:
-            _raise_validation(exc, file=str(path), text=text, model=CalendarFile)
-            raise  # unreachable; keeps type checkers calm
+        _, text = _read_toml(path)
+        found, when = parse_calendar(text, source=str(path))
         if reviewed is not None:
-            reviewed[str(path)] = model.reviewed
-        for index, rule in enumerate(model.rule):
-            if rule.id in origin:
-                raise ConfigError(
-                    f"duplicate rule id {rule.id!r} (also in {origin[rule.id]})",
-                    file=str(path),
-                    key=f"rule[{index}].id",
-                    line=locate_line(text, ("rule", index, "id")),
-                )
-            origin[rule.id] = str(path)
-            rules.append(rule.to_rule())
-    return rules
+            reviewed[str(path)] = when
+        calendars.append((str(path), found, text))
+    return merge_calendars(calendars)
 
 
 def calendar_files(model: ConfigModel, *, base_dir: Path, file: str) -> list[Path]:

@@ -124,6 +124,9 @@ class NotifierSection(_Strict):
     late_limit: Duration = timedelta(days=30)
     # How long events, the delivery log and entries gone from their feed are kept.
     retention: Duration = timedelta(days=90)
+    # How long the ledger (one row per attempt: who got which version, its SHA-256) is
+    # kept; it outlives `retention` so "did the broker get it" has an answer years on.
+    ledger_retention: Duration = timedelta(days=730)
     # Signs unsubscribe tokens; when absent one is derived and kept in the state store.
     unsubscribe_secret: str | None = None
 
@@ -138,6 +141,11 @@ class NotifierSection(_Strict):
                 "expected `retention` longer than `late_limit` (a calendar transition is "
                 "remembered as sent for `retention`, and one up to `late_limit` old is "
                 "still sent late)"
+            )
+        if self.ledger_retention < self.retention:
+            raise ValueError(
+                "expected `ledger_retention` at least as long as `retention` (the ledger is "
+                "the record that outlives the delivery log)"
             )
         return self
 

@@ -12,66 +12,17 @@ sends, so an SMTP outage turns a change into the baseline, PITFALLS.md). A dry r
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any
 
-from notifier.config import FeedSection
-from notifier.core.decide import (
-    FeedPlan,
-    HealthView,
-    decide_calendar,
-    decide_feed_poll,
-    decide_health,
-    decide_hold,
-    due_after_save,
-    episode_of,
-)
-from notifier.core.health import health_event, health_event_id, held_event
-from notifier.core.model import Delivery, Entry, Event
-from notifier.core.planning import plan_deliveries
 from notifier.delivery.outbox import DrainReport
-from notifier.errors import FetchError, NotifierError
-from notifier.runtime.runtime import Notifier, Runtime
-from notifier.sources.base import FetchContext, Fetched, Validators
-from notifier.sources.registry import source_kind
-from notifier.store import FeedState, Pruned, UnchangedPoll
+from notifier.errors import NotifierError
+from notifier.runtime.calendar_jobs import CalendarJobs
+from notifier.runtime.jobbase import PassReport, calendar_url_key, json_text
+from notifier.store import Pruned
 
 log = logging.getLogger("notifier.runtime.jobs")
-
-# Unsubscribes and 410-gone endpoints are re-read at most this often (and at once after
-# an unsubscribe or a 410: the outbox and the unsubscribe handler drop the cache).
-BLOCKED_TTL_S = 10.0
-# Unchanged polls are recorded in batches of this size, or after this long.
-UNCHANGED_BATCH = 200
-UNCHANGED_FLUSH_S = 0.25
-
-Planned = list[tuple[Event, list[Delivery]]]
-
-
-@dataclass
-class PassReport:
-    """What a job did: for the CLI's summary, the daemon's metrics and tests."""
-
-    events: list[Event] = field(default_factory=list)
-    deliveries: int = 0
-    feed_errors: dict[str, str] = field(default_factory=dict)
-    feeds_polled: int = 0
-    feeds_unchanged: int = 0
-    baselined: list[str] = field(default_factory=list)
-    held: list[str] = field(default_factory=list)
-
-    def merge(self, other: PassReport) -> None:
-        self.events += other.events
-        self.deliveries += other.deliveries
-        self.feed_errors.update(other.feed_errors)
-        self.feeds_polled += other.feeds_polled
-        self.feeds_unchanged += other.feeds_unchanged
-        self.baselined += other.baselined
-        self.held += other.held
 
 
 @dataclass
@@ -81,407 +32,8 @@ class OnceReport:
     pruned: Pruned = field(default_factory=Pruned)
 
 
-_LOAD: Any = object()
-
-
-class Jobs:
-    """The job functions over one :class:`Notifier` (always its current runtime)."""
-
-    def __init__(self, notifier: Notifier, *, write: bool = True) -> None:
-        self.notifier = notifier
-        self.write = write
-        self._blocked: tuple[float, set[tuple[str, str]]] | None = None
-        self._unchanged: dict[str, UnchangedPoll] = {}
-        self._flush_handle: asyncio.TimerHandle | None = None
-        self._flushes: set[asyncio.Task[None]] = set()
-
-    @property
-    def store(self) -> Any:
-        return self.notifier.store
-
-    # --- planning deliveries -----------------------------------------------------------
-
-    def forget_blocked(self) -> None:
-        """Re-read unsubscribes and gone endpoints at the next plan."""
-        self._blocked = None
-
-    async def _blocked_targets(self, rt: Runtime) -> set[tuple[str, str]]:
-        loop_now = asyncio.get_running_loop().time()
-        if self._blocked is None or loop_now - self._blocked[0] > BLOCKED_TTL_S:
-            hashes = {s.id: s.config_hash for s in rt.config.subscribers}
-            self._blocked = (loop_now, await self.store.blocked_targets(hashes))
-        return self._blocked[1]
-
-    async def _plan(self, rt: Runtime, events: Sequence[Event], *, now: datetime) -> Planned:
-        if not events:
-            return []
-        blocked = await self._blocked_targets(rt) if self.write else set()
-        zone = rt.zone
-        return [
-            (e, plan_deliveries(e, rt.index.match(e), now=now, zone=zone, blocked=blocked))
-            for e in events
-        ]
-
-    async def _commit(
-        self, planned: Planned, report: PassReport, *, now: datetime, write: Any = None
-    ) -> None:
-        """Write a job's plan in one transaction (or, for a dry run, only report it)."""
-        if not self.write:
-            for event, deliveries in planned:
-                report.events.append(event)
-                report.deliveries += len(deliveries)
-            return
-        async with self.store.transaction() as tx:
-            if write is not None:
-                await write(tx)
-            inserted = await self.store.emit_many(tx, planned, now=now)
-        counts = {event.id: len(deliveries) for event, deliveries in planned}
-        report.events += inserted
-        report.deliveries += sum(counts[event.id] for event in inserted)
-        if inserted:
-            self.notifier.runtime.outbox.notify()
-            self.notifier.wake.set()
-
-    # --- sources -----------------------------------------------------------------------
-
-    def _context(self, feed: FeedSection) -> FetchContext:
-        async def seen(keys: Iterable[str]) -> Mapping[str, str]:
-            found = await self.store.seen_entries(feed.id, list(keys))
-            return {key: row[0] for key, row in found.items()}
-
-        return FetchContext(
-            session=self.notifier.session,
-            parse=self.notifier.parse,
-            seen=seen,
-            clock=self.notifier.clock,
-        )
-
-    async def poll_all(self) -> PassReport:
-        """Poll every source once, concurrently within a bound; a fault is its own."""
-        rt = self.notifier.runtime
-        report = PassReport()
-        gate = asyncio.Semaphore(32)
-        states = await self.store.feed_states()  # one query, not one per source
-
-        async def one(feed: FeedSection) -> PassReport:
-            async with gate:
-                return await self.poll_source(feed.id, state=states.get(feed.id))
-
-        for result in await asyncio.gather(*(one(f) for f in rt.config.feeds)):
-            report.merge(result)
-        await self.flush()
-        return report
-
-    async def poll_source(self, feed_id: str, *, state: FeedState | None = _LOAD) -> PassReport:
-        """Poll one source; never raises for the source's own faults or the store's (they
-        are reported, and the store's are logged once per state change)."""
-        rt = self.notifier.runtime
-        feed = next((f for f in rt.config.feeds if f.id == feed_id), None)
-        report = PassReport(feeds_polled=1)
-        if feed is None:
-            return report
-        try:
-            if state is _LOAD:
-                state = await self.store.feed_state(feed.id)
-            await self._poll(rt, feed, state, report)
-        except NotifierError as exc:  # the store failed: a failed poll, not a crash
-            report.feed_errors[feed.id] = f"not recorded: {exc}"
-        return report
-
-    async def _poll(
-        self, rt: Runtime, feed: FeedSection, state: FeedState | None, report: PassReport
-    ) -> None:
-        kind = source_kind(feed.kind)
-        ctx = self._context(feed)
-        validators = Validators(
-            etag=state.etag if state else None,
-            last_modified=state.last_modified if state else None,
-            body_hash=state.body_hash if state else None,
-        )
-        try:
-            fetched = await kind.fetch(feed, validators, ctx)
-        except FetchError as exc:
-            await self._record_failure(rt, feed, state, str(exc), report)
-            return
-        if fetched.warning:
-            log.info("source %s: %s", feed.id, fetched.warning)
-        now = self.notifier.clock()
-        if fetched.unchanged:
-            report.feeds_unchanged = 1
-            await self._record_unchanged(rt, feed, state, fetched, report, now=now)
-            return
-        known = state is not None and state.last_ok_at is not None
-        keys = None if (kind.reports_removals or not known) else [e.key for e in fetched.entries]
-        seen = await self.store.seen_entries(feed.id, keys)
-        plan = decide_feed_poll(
-            known=known,
-            entries=fetched.entries,
-            seen=seen,
-            partial=fetched.partial,
-            reports_removals=kind.reports_removals,
-        )
-        if not plan.baseline and plan.remember:
-            plan = await self._complete(kind, feed, ctx, fetched, seen, plan, known=known)
-        # Alerts name the feed by its configured title, else its own <title>.
-        named = (
-            feed
-            if feed.title or not fetched.title
-            else feed.model_copy(update={"title": fetched.title})
-        )
-        events = (
-            [] if plan.baseline else kind.events(named, plan.changes, now=now, tagger=rt.tagger)
-        )
-        if plan.baseline:
-            report.baselined.append(feed.id)
-            log.info(
-                "source %s: first poll, %d entries taken as the baseline",
-                feed.id,
-                len(plan.remember),
-            )
-        hold = decide_hold(
-            events,
-            baseline=plan.baseline,
-            limit=feed.change_limit(max(len(seen), len(fetched.entries))),
-        )
-        health = await self._recovery_events(feed, state, now=now)
-        if hold.held:
-            report.held.append(feed.id)
-            await self._hold(rt, feed, fetched, plan, events, hold, report, health=health, now=now)
-            return
-        await self._commit(
-            await self._plan(rt, events + health, now=now),
-            report,
-            now=now,
-            write=lambda tx: self._save(tx, feed, fetched, plan, now=now),
-        )
-
-    async def _complete(
-        self,
-        kind: Any,
-        feed: FeedSection,
-        ctx: FetchContext,
-        fetched: Fetched,
-        seen: Mapping[str, tuple[str, str, str]],
-        plan: FeedPlan,
-        *,
-        known: bool,
-    ) -> FeedPlan:
-        """Let the kind finish what is new or changed (a bulletin's page); what it could
-        not finish is left for the next poll, neither alerted nor remembered."""
-        completed, failed = await kind.complete(feed, list(plan.remember), ctx)
-        if not failed and completed == list(plan.remember):
-            return plan
-        by_key = {entry.key: entry for entry in completed}
-        entries = [by_key.get(entry.key, entry) for entry in fetched.entries]
-        return decide_feed_poll(
-            known=known,
-            entries=entries,
-            seen=seen,
-            partial=frozenset(fetched.partial) | frozenset(failed),
-            reports_removals=kind.reports_removals,
-        )
-
-    async def _save(
-        self, tx: Any, feed: FeedSection, fetched: Fetched, plan: FeedPlan, *, now: datetime
-    ) -> None:
-        await self.store.remember_entries(tx, feed.id, plan.remember, now=now)
-        await self.store.touch_entries(tx, feed.id, plan.touch, now=now)
-        if plan.forget:
-            await self.store.forget_entries(tx, feed.id, plan.forget)
-        await self.store.record_poll(
-            tx,
-            feed.id,
-            now=now,
-            error=None,
-            etag=fetched.etag,
-            last_modified=fetched.last_modified,
-            body_hash=fetched.body_hash,
-            polled_by=self.notifier.worker,
-        )
-
-    async def _record_unchanged(
-        self,
-        rt: Runtime,
-        feed: FeedSection,
-        state: FeedState | None,
-        fetched: Fetched,
-        report: PassReport,
-        *,
-        now: datetime,
-    ) -> None:
-        if not self.write:
-            return
-        recovering = state is not None and state.failures > 0
-        if state is not None and not recovering:
-            # The common case (1,000 feeds answering 304): batched, one transaction per
-            # batch. Nothing is lost on a crash but a few "last polled" times.
-            self._note_unchanged(
-                UnchangedPoll(
-                    feed_id=feed.id,
-                    at=now,
-                    etag=fetched.etag,
-                    last_modified=fetched.last_modified,
-                    body_hash=fetched.body_hash,
-                    polled_by=self.notifier.worker,
-                )
-            )
-            if len(self._unchanged) >= UNCHANGED_BATCH:
-                await self.flush()
-            return
-        events = await self._recovery_events(feed, state, now=now)
-
-        async def write(tx: Any) -> None:
-            await self.store.record_poll(
-                tx,
-                feed.id,
-                now=now,
-                error=None,
-                etag=fetched.etag,
-                last_modified=fetched.last_modified,
-                body_hash=fetched.body_hash,
-                polled_by=self.notifier.worker,
-            )
-
-        await self._commit(await self._plan(rt, events, now=now), report, now=now, write=write)
-
-    def _note_unchanged(self, poll: UnchangedPoll) -> None:
-        self._unchanged[poll.feed_id] = poll
-        if self._flush_handle is None:
-            loop = asyncio.get_running_loop()
-            self._flush_handle = loop.call_later(
-                UNCHANGED_FLUSH_S, lambda: self._flushes.add(loop.create_task(self.flush()))
-            )
-
-    async def flush(self) -> None:
-        """Write the batched unchanged-poll records now."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        self._flushes = {task for task in self._flushes if not task.done()}
-        pending, self._unchanged = list(self._unchanged.values()), {}
-        if pending:
-            try:
-                await self.store.record_unchanged_polls(pending)
-            except NotifierError as exc:
-                log.error("could not record %d unchanged polls: %s", len(pending), exc)
-
-    async def _record_failure(
-        self,
-        rt: Runtime,
-        feed: FeedSection,
-        state: FeedState | None,
-        error: str,
-        report: PassReport,
-    ) -> None:
-        report.feed_errors[feed.id] = error
-        if not self.write:
-            log.warning("source %s failed: %s", feed.id, error)
-            return
-        now = self.notifier.clock()
-        before = _view(state)
-        after = replace(before, failures=before.failures + 1, last_error=error)
-        events = await self._failing_events(feed, before, after, now=now)
-        failures = 0
-
-        async def write(tx: Any) -> None:
-            nonlocal failures
-            failures = await self.store.record_poll(
-                tx, feed.id, now=now, error=error, polled_by=self.notifier.worker
-            )
-
-        await self._commit(await self._plan(rt, events, now=now), report, now=now, write=write)
-        # Log once per state change, not on every failing poll of a dead source.
-        if failures == 1:
-            log.warning("source %s failed: %s", feed.id, error)
-        else:
-            log.debug("source %s still failing (%d in a row): %s", feed.id, failures, error)
-
-    async def _failing_events(
-        self, feed: FeedSection, before: HealthView, after: HealthView, *, now: datetime
-    ) -> list[Event]:
-        episode = episode_of(feed.id, after.last_ok_at)
-        announced = await self._announced(feed.id, episode)
-        decision = decide_health(
-            feed.id,
-            before,
-            after,
-            now=now,
-            alert_after=feed.alert_after,
-            stale_after=feed.stale_limit,
-            failing_announced=announced,
-        )
-        if decision.event != "failing":
-            return []
-        return [health_event("failing", feed.id, feed.kind, decision.episode, after, now=now)]
-
-    async def _recovery_events(
-        self, feed: FeedSection, state: FeedState | None, *, now: datetime
-    ) -> list[Event]:
-        before = _view(state)
-        if before.failures == 0:
-            return []
-        episode = episode_of(feed.id, before.last_ok_at)
-        if not await self._announced(feed.id, episode):
-            return []
-        return [health_event("recovered", feed.id, feed.kind, episode, before, now=now)]
-
-    async def _announced(self, source_id: str, episode: str) -> bool:
-        if not self.write:
-            return False
-        event_id = health_event_id("failing", source_id, episode)
-        return bool(await self.store.emitted([event_id]))
-
-    async def _hold(
-        self,
-        rt: Runtime,
-        feed: FeedSection,
-        fetched: Fetched,
-        plan: FeedPlan,
-        events: list[Event],
-        hold: Any,
-        report: PassReport,
-        *,
-        health: list[Event],
-        now: datetime,
-    ) -> None:
-        """Keep the old baseline; store the change for an operator; tell operators once."""
-        if not self.write:
-            log.warning("source %s: this poll would be held (%s)", feed.id, dict(hold.would_emit))
-            return
-        notice = held_event(feed.id, feed.kind, hold, now=now)
-
-        async def write(tx: Any) -> None:
-            await self.store.hold_change(
-                tx,
-                feed.id,
-                fingerprint=hold.fingerprint,
-                detected_at=now,
-                events=events,
-                would_emit=hold.would_emit,
-                remember=plan.remember,
-                touch=plan.touch,
-                forget=plan.forget,
-                validators={
-                    "etag": fetched.etag,
-                    "last_modified": fetched.last_modified,
-                    "body_hash": fetched.body_hash,
-                },
-            )
-            # The poll itself succeeded: health is ok; the baseline (validators) stays.
-            await self.store.record_poll(
-                tx, feed.id, now=now, error=None, polled_by=self.notifier.worker
-            )
-
-        planned = await self._plan(rt, [notice, *health], now=now)
-        await self._commit(planned, report, now=now, write=write)
-        log.warning(
-            "source %s: change held for review (%s); `tariff-notifier sources release %s` "
-            "sends it, `sources discard %s` takes it as the baseline",
-            feed.id,
-            ", ".join(f"{n} {t}" for t, n in hold.would_emit.items()),
-            feed.id,
-            feed.id,
-        )
+class Jobs(CalendarJobs):
+    """Every job of a notifier over one :class:`Notifier` (always its current runtime)."""
 
     async def settle_held(self, source_id: str, *, release: bool) -> PassReport | None:
         """``sources release`` (the held events go out, with their own ids and the
@@ -493,7 +45,10 @@ class Jobs:
         held = (await self.store.held_changes()).get(source_id)
         if held is None:
             return None
-        planned = await self._plan(rt, list(held.events), now=now) if release else []
+        # A calendar URL's held events are a preview: the calendar check emits the real
+        # ones (the same ids) once its rules are the calendar.
+        feed_events = release and held.rules is None
+        planned = await self._plan(rt, list(held.events), now=now) if feed_events else []
 
         async def write(tx: Any) -> None:
             taken = await self.store.take_held(tx, source_id)
@@ -519,55 +74,8 @@ class Jobs:
                 )
 
         await self._commit(planned, report, now=now, write=write)
-        return report
-
-    # --- calendar ----------------------------------------------------------------------
-
-    async def check_calendar(self, *, catch_up: bool = False) -> PassReport:
-        """Diff the configured calendar against the stored one and fire due transitions.
-
-        Reads the store (the stored rules, the baseline mark, which due events exist),
-        decides, and writes one transaction. ``catch_up``: the start-up check, so what
-        is due passed while no notifier ran and is marked ``late``.
-        """
-        rt = self.notifier.runtime
-        report = PassReport()
-        now = self.notifier.clock()
-        rules = rt.config.rules
-        known = await self.store.known_rules()
-        baselined = await self.store.get_meta("calendar_baseline_at") is not None
-        due = due_after_save(
-            known,
-            rules,
-            now=now,
-            remind=rt.config.model.calendar.remind,
-            late_limit=rt.config.model.notifier.late_limit,
-            zone=rt.zone,
-        )
-        emitted = await self.store.emitted(tr.event_id for tr in due) if self.write else set()
-        plan = decide_calendar(
-            known=known,
-            rules=rules,
-            baselined=baselined,
-            due=due,
-            emitted=emitted,
-            now=now,
-            catch_up=catch_up,
-        )
-        if plan.baseline:
-            report.baselined.append("calendar")
-            log.info(
-                "first start: %d calendar rules taken as the baseline (no alerts for them; "
-                "their future transitions will fire)",
-                len(rules),
-            )
-
-        async def write(tx: Any) -> None:
-            await self.store.save_rules(tx, rules, now=now)
-            if plan.baseline:
-                await self.store.set_meta(tx, "calendar_baseline_at", now.isoformat())
-
-        await self._commit(await self._plan(rt, plan.events, now=now), report, now=now, write=write)
+        if held.rules is not None:  # a calendar URL: its new rules are the calendar now
+            report.merge(await self.check_calendar(silent=not release))
         return report
 
     # --- delivery and housekeeping -----------------------------------------------------
@@ -585,12 +93,15 @@ class Jobs:
             now=self.notifier.clock(),
             retention=rt.config.model.notifier.retention,
             feed_ids=[f.id for f in rt.config.feeds],
+            ledger_retention=rt.config.model.notifier.ledger_retention,
         )
         return pruned
 
     async def run_once(self) -> OnceReport:
         """One pass: calendar, sources (sending overlaps polling), deliveries, retention."""
         report = OnceReport()
+        if self.write:
+            report.sources.merge(await self.poll_calendar_urls())
         report.sources.merge(await self.check_calendar())
         if not self.write:
             report.sources.merge(await self.poll_all())
@@ -613,24 +124,4 @@ class Jobs:
         return report
 
 
-def calendar_url_key(source_id: str) -> str:
-    """The meta key of a calendar URL's last good rules."""
-    return f"calendar-url:{source_id}"
-
-
-def json_text(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _view(state: FeedState | None) -> HealthView:
-    if state is None:
-        return HealthView(failures=0, last_ok_at=None, first_seen_at=None, last_error=None)
-    return HealthView(
-        failures=state.failures,
-        last_ok_at=state.last_ok_at,
-        first_seen_at=state.last_ok_at,
-        last_error=state.last_error,
-    )
-
-
-__all__ = ["Entry", "Jobs", "OnceReport", "PassReport"]
+__all__ = ["Jobs", "OnceReport", "PassReport"]
