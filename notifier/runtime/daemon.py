@@ -13,29 +13,24 @@ import asyncio
 import contextlib
 import gc
 import logging
-import random
 import signal
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
 from notifier.config import Config, FeedSection, format_duration, load_config
 from notifier.core.calendar import all_transitions
 from notifier.core.model import Delivery
-from notifier.core.retry import feed_backoff, jitter_for, lease_for
+from notifier.core.retry import feed_backoff, lease_for
 from notifier.delivery.unsubscribe import apply_unsubscribe
 from notifier.errors import NotifierError
-from notifier.runtime.health import HealthServer, store_status
+from notifier.runtime.health import HealthService, store_status
 from notifier.runtime.jobs import Jobs, PassReport
 from notifier.runtime.memory import limit_malloc_arenas, release_free_memory
 from notifier.runtime.metrics import Metrics
 from notifier.runtime.runtime import Clock, Notifier, utc_now
+from notifier.runtime.schedule import JobSchedule
 
 log = logging.getLogger("notifier.runtime.daemon")
 
@@ -49,13 +44,12 @@ RETENTION_EVERY = timedelta(hours=1)
 RETENTION_FIRST = timedelta(minutes=2)
 # How often free malloc memory goes back to the system (a few ms; runtime/memory.py).
 MEMORY_TRIM_EVERY = timedelta(minutes=10)
-# Cap on the idle wait of the delivery worker (a safety net; wakes are event-driven).
+# The longest back-off of the delivery worker after state-store errors.
 MAX_IDLE_S = 60.0
+# How often an idle delivery worker looks for work queued by another process.
+IDLE_CHECK_S = 1.0
 # The first wait after a state-store error; doubled per error, up to MAX_IDLE_S.
 STORE_RETRY_S = 0.5
-# /healthz and /metrics answer from a snapshot refreshed at most this often, so 50
-# probes a second cost the store two queries a second, not a hundred.
-STATUS_TTL_S = 1.0
 
 
 def _freeze_heap() -> None:
@@ -90,13 +84,14 @@ class Daemon:
         self._calendar_again = False
         self._draining: asyncio.Task[Any] | None = None
         self._store_down = False
-        self._status_cache: tuple[float, dict[str, Any]] | None = None
         self.last_reload_error: str | None = None
         self.started_at = clock()
-        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.schedule = JobSchedule(clock)
         self.notifier: Notifier
         self.jobs: Jobs
-        self.health: HealthServer | None = None
+        self.health = HealthService(
+            metrics=self.metrics, status=self._status, unsubscribe=self._unsubscribe
+        )
 
     @property
     def config(self) -> Config:
@@ -104,95 +99,28 @@ class Daemon:
 
     # --- scheduling --------------------------------------------------------------------
 
-    def _schedule_feeds(self, *, first: bool) -> None:
-        wanted = {f"feed:{f.id}": f for f in self.config.feeds}
-        for job in self.scheduler.get_jobs():
-            if job.id.startswith("feed:") and job.id not in wanted:
-                job.remove()
-        now = self.clock()
-        for job_id, feed in wanted.items():
-            trigger = IntervalTrigger(
-                seconds=feed.every.total_seconds(), jitter=jitter_for(feed.every)
-            )
-            existing = self.scheduler.get_job(job_id)
-            if existing is not None:
-                existing.modify(args=[feed.id])
-                if existing.trigger.interval != trigger.interval:
-                    existing.reschedule(trigger)
-                continue
-            # First polls spread over a few seconds instead of all at once.
-            spread = min(feed.every.total_seconds(), 10.0) if first else 1.0
-            self.scheduler.add_job(
-                self._poll_job,
-                trigger,
-                id=job_id,
-                args=[feed.id],
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
-                next_run_time=now + timedelta(seconds=random.uniform(0, spread)),
-            )
-
-    def _every(
-        self,
-        interval: timedelta,
-        job: Callable[[], Any],
-        job_id: str,
-        *,
-        first: datetime | None = None,
-    ) -> None:
-        """A housekeeping job: never two at once, a missed run is run once, late or not."""
-        self.scheduler.add_job(
-            job,
-            IntervalTrigger(seconds=interval.total_seconds()),
-            id=job_id,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-            replace_existing=True,
-            **({"next_run_time": first} if first is not None else {}),
+    async def _reschedule(self, *, first: bool = False) -> None:
+        """Source polls and calendar instants from the current config and calendar."""
+        config = self.config
+        self.schedule.sources(
+            [(f.id, f.every) for f in config.feeds], self._poll_job, prefix="feed", first=first
         )
-
-    def _schedule_transitions(self) -> None:
-        """One date job per future instant (not per transition: 100 rules taking effect at
-        the same second are one check); the store still decides what is emitted."""
-        for job in self.scheduler.get_jobs():
-            if job.id.startswith("tr:"):
-                job.remove()
-        now = self.clock()
-        instants = {
-            tr.at.astimezone(UTC)
-            for tr in all_transitions(
-                self.config.rules,
-                remind=self.config.model.calendar.remind,
-                zone=self.config.zone,
-            )
-            if tr.at > now
-        }
-        for at in sorted(instants):
-            self.scheduler.add_job(
-                self._calendar_job,
-                DateTrigger(run_date=at),
-                id=f"tr:{at.isoformat()}",
-                misfire_grace_time=None,
-                max_instances=1,
-            )
-
-    def _log_upcoming(self, count: int = 3) -> None:
-        now = self.clock()
-        upcoming = [
-            tr
-            for tr in all_transitions(
-                self.config.rules,
-                remind=self.config.model.calendar.remind,
-                zone=self.config.zone,
-            )
-            if tr.at > now and tr.kind != "reminder"
-        ][:count]
-        for tr in upcoming:
-            log.info("next: %s %s at %s", tr.rule.id, tr.kind, tr.at.isoformat())
-        if not upcoming:
-            log.info("no upcoming calendar transitions")
+        self.schedule.sources(
+            [(url, config.model.calendar.every) for url in config.model.calendar.urls],
+            self._calendar_url_job,
+            prefix="calendar-url",
+            first=first,
+        )
+        rules = await self.jobs.current_rules()
+        transitions = all_transitions(rules, remind=config.model.calendar.remind, zone=config.zone)
+        self.schedule.instants((tr.at for tr in transitions), self._calendar_job)
+        if first:
+            now = self.clock()
+            upcoming = [tr for tr in transitions if tr.at > now and tr.kind != "reminder"][:3]
+            for tr in upcoming:
+                log.info("next: %s %s at %s", tr.rule.id, tr.kind, tr.at.isoformat())
+            if not upcoming:
+                log.info("no upcoming calendar transitions")
 
     # --- jobs --------------------------------------------------------------------------
 
@@ -244,15 +172,41 @@ class Daemon:
             if not was_failing and error.startswith("not recorded"):
                 log.error("poll of %s could not be recorded: %s", feed.id, error)
             self._failing[feed.id] = failures
-            job = self.scheduler.get_job(f"feed:{feed.id}")
-            if job is not None:
-                delay = feed_backoff(feed.every, failures)
-                job.modify(next_run_time=self.clock() + delay)
+            self.schedule.postpone(f"feed:{feed.id}", feed_backoff(feed.every, failures))
         else:
             self._failing.pop(feed.id, None)
             if was_failing:
                 log.info("source %s recovered", feed.id)
         self.metrics.set_feed_failing(feed.id, bool(error))
+
+    async def _calendar_url_job(self, url: str) -> None:
+        """Poll one calendar URL (under a lease with several instances); its new rules
+        are checked at once, and their instants scheduled."""
+        if self.stop_event.is_set():
+            return
+        try:
+            if not await self.notifier.store.take_feed_lease(
+                url,
+                holder=self.notifier.worker,
+                now=self.clock(),
+                duration=lease_for(self.config.model.calendar.every),
+            ):
+                return
+            async with self._calendar_lock:
+                report = await self.jobs.poll_calendar_url(url)
+        except NotifierError as exc:
+            self._store_unreachable(exc, what=f"calendar {url}")
+            return
+        self._store_reachable()
+        if report.feed_errors:
+            failures = self._failing.get(url, 0) + 1
+            self._failing[url] = failures
+            delay = feed_backoff(self.config.model.calendar.every, failures)
+            self.schedule.postpone(f"calendar-url:{url}", delay)
+            return
+        self._failing.pop(url, None)
+        if report.events:
+            await self._reschedule()
 
     async def _calendar_job(self, catch_up: bool = False) -> None:
         """Check the calendar; calls that arrive while a check runs fold into one re-run.
@@ -324,7 +278,7 @@ class Daemon:
         self.metrics.observe_delivery(delivery.channel, outcome, latency_s)
 
     async def _delivery_worker(self) -> None:
-        """Drain the outbox, then sleep until the next due time, a wake-up or a stop.
+        """Drain the outbox, then idle until something is due, a wake-up or a stop.
 
         A state-store error never ends the worker: it is logged once, the worker backs
         off (0.5 s, doubling to a minute) and delivery resumes by itself when the store
@@ -340,31 +294,46 @@ class Daemon:
                 await self._draining
                 counts = await self.notifier.store.counts()
                 self.metrics.set_queue(counts.get("queued", 0), counts.get("dead", 0))
-                next_due = await self.notifier.store.next_due_at()
                 self._store_reachable()
                 backoff = STORE_RETRY_S
-                wait_s = MAX_IDLE_S
-                if next_due is not None:
-                    # Due but not claimable (another worker's lease): look again shortly.
-                    wait_s = min(max((next_due - self.clock()).total_seconds(), 0.5), MAX_IDLE_S)
+                await self._idle()
             except NotifierError as exc:
                 self._store_unreachable(exc, what="delivery")
-                wait_s, backoff = backoff, min(backoff * 2, MAX_IDLE_S)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, MAX_IDLE_S)
             except Exception:  # a bug must not silently end delivery for good
                 log.exception("delivery worker: unexpected error; continuing")
-                wait_s = backoff
+                await self._sleep(backoff)
             finally:
                 self._draining = None
-            if self.stop_event.is_set():
-                return
-            await self._sleep(wait_s)
 
-    async def _sleep(self, wait_s: float) -> None:
+    async def _idle(self) -> None:
+        """Wait until a delivery is due. Work queued here wakes us at once; work queued
+        by another process (`deliveries retry`, `sources release`, another instance) is
+        seen within ``IDLE_CHECK_S`` by one cheap read of the earliest due time."""
+        while not self.stop_event.is_set():
+            next_due = await self.notifier.store.next_due_at()
+            wait_s = IDLE_CHECK_S
+            if next_due is not None:
+                ahead = (next_due - self.clock()).total_seconds()
+                if ahead <= 0:
+                    # Due; but maybe claimed by another instance: do not spin on it.
+                    await self._sleep(0.2)
+                    return
+                wait_s = min(ahead, IDLE_CHECK_S)
+            if await self._sleep(wait_s):
+                return
+
+    async def _sleep(self, wait_s: float) -> bool:
+        """Sleep up to ``wait_s``; True when woken (new work) or stopped."""
         waker = asyncio.ensure_future(self.notifier.wake.wait())
         stopper = asyncio.ensure_future(self.stop_event.wait())
-        await asyncio.wait({waker, stopper}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {waker, stopper}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
+        )
         waker.cancel()
         stopper.cancel()
+        return bool(done)
 
     async def _drain_finished(self) -> None:
         draining = self._draining
@@ -388,11 +357,10 @@ class Daemon:
         self.last_reload_error = None
         self.metrics.observe_reload(ok=True)
         self.jobs.forget_blocked()
-        await self._restart_health()
-        self._schedule_feeds(first=False)
+        await self.health.follow(self.notifier.runtime.health)
         self.metrics.set_feeds(f.id for f in new.feeds)
-        self._schedule_transitions()
         await self._calendar_job()
+        await self._reschedule()
         _freeze_heap()
         log.info(
             "reloaded: %d feeds, %d rules, %d subscribers",
@@ -417,59 +385,27 @@ class Daemon:
             self.notifier.runtime.retired.set()
 
     async def _status(self) -> dict[str, Any]:
-        """The /healthz body, from a snapshot at most ``STATUS_TTL_S`` old."""
-        loop_now = time.monotonic()
-        if self._status_cache is not None and loop_now - self._status_cache[0] < STATUS_TTL_S:
-            status = dict(self._status_cache[1])
-        else:
-            next_polls = {}
-            for feed in self.config.feeds:
-                job = self.scheduler.get_job(f"feed:{feed.id}")
-                next_polls[feed.id] = job.next_run_time if job else None
-            status = await store_status(
+        """The /healthz body: the store's view (a snapshot at most a second old) plus
+        what only this process knows."""
+        config = self.config
+        next_polls = {f.id: self.schedule.next_run(f"feed:{f.id}") for f in config.feeds}
+        status = await self.health.snapshot(
+            lambda: store_status(
                 self.notifier.store,
-                self.config,
+                config,
                 started_at=self.started_at,
                 next_polls=next_polls,
                 now=self.clock(),
             )
-            self._status_cache = (loop_now, status)
-            status = dict(status)
+        )
         status["up"] = bool(status.get("up")) and not self.stop_event.is_set()
-        if self.health is not None:
-            status["health"] = f"{self.health.host}:{self.health.port}"
         if self.last_reload_error:
             status["status"] = "degraded"
-            status.setdefault("reasons", [])
             status["reasons"] = [
-                *status["reasons"],
+                *status.get("reasons", []),
                 f"last reload rejected: {self.last_reload_error}",
             ]
         return status
-
-    async def _restart_health(self) -> None:
-        """Serve health where the current runtime says (a reload may move or drop it)."""
-        wanted = self.notifier.runtime.health
-        current = self.health
-        if current is not None and wanted == current.requested:
-            return
-        if current is not None:
-            await current.stop()
-            self.health = None
-        if not wanted:
-            return
-        host, _, port = wanted.rpartition(":")
-        server = HealthServer(
-            host=host.strip("[]"),
-            port=int(port),
-            metrics=self.metrics,
-            status=self._status,
-            unsubscribe=self._unsubscribe,
-        )
-        server.requested = wanted
-        await server.start()
-        self.health = server
-        log.info("health on http://%s:%d/healthz", server.host, server.port)
 
     # --- main --------------------------------------------------------------------------
 
@@ -489,7 +425,7 @@ class Daemon:
                 task.add_done_callback(reloads.discard)
 
             try:
-                await self._restart_health()
+                await self.health.follow(self.notifier.runtime.health)
                 loop.add_signal_handler(signal.SIGHUP, on_hup)
                 loop.add_signal_handler(signal.SIGTERM, self.request_stop)
                 loop.add_signal_handler(signal.SIGINT, self.request_stop)
@@ -497,8 +433,7 @@ class Daemon:
             finally:
                 for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-                if self.health is not None:
-                    await self.health.stop()
+                await self.health.stop()
                 for task in list(reloads):
                     task.cancel()
         log.info("stopped")
@@ -508,15 +443,13 @@ class Daemon:
         # Start-up: calendar first (late transitions, edits while we were down).
         self.metrics.set_feeds(f.id for f in self.config.feeds)
         await self._calendar_job(catch_up=True)
-        self._log_upcoming()
-        self._schedule_feeds(first=True)
-        self._schedule_transitions()
-        self._every(CALENDAR_SWEEP, self._calendar_job, "calendar-sweep")
-        self._every(
+        await self._reschedule(first=True)
+        self.schedule.every(CALENDAR_SWEEP, self._calendar_job, "calendar-sweep")
+        self.schedule.every(
             RETENTION_EVERY, self._retention_job, "retention", first=self.clock() + RETENTION_FIRST
         )
-        self._every(MEMORY_TRIM_EVERY, self._trim_job, "memory-trim")
-        self.scheduler.start()
+        self.schedule.every(MEMORY_TRIM_EVERY, self._trim_job, "memory-trim")
+        self.schedule.start()
         log.info(
             "running: %d feeds, %d rules, %d subscribers",
             len(self.config.feeds),
@@ -526,7 +459,7 @@ class Daemon:
         worker = asyncio.create_task(self._delivery_worker())
         await self.stop_event.wait()
         self.metrics.set_down()
-        self.scheduler.shutdown(wait=False)
+        self.schedule.shutdown()
         self.notifier.wake.set()
         try:
             await asyncio.wait_for(worker, timeout=SHUTDOWN_GRACE_S)

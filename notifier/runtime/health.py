@@ -9,7 +9,9 @@ an orchestrator to restart the daemon.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -25,6 +27,9 @@ from notifier.runtime.metrics import Metrics
 from notifier.store import Store
 
 log = logging.getLogger("notifier.runtime.health")
+
+# /healthz and /metrics answer from a snapshot refreshed at most this often.
+STATUS_TTL_S = 1.0
 
 StatusFn = Callable[[], Awaitable[dict[str, Any]]]
 # (subscriber id, token) -> the unsubscribed address, or None for an invalid link.
@@ -131,6 +136,65 @@ class HealthServer:
             body=self.metrics.render(),
             headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
         )
+
+
+class HealthService:
+    """The health server of a daemon: where it listens follows the current runtime (a
+    reload may move or drop it), and what it answers comes from a snapshot of the store
+    refreshed at most every ``STATUS_TTL_S``, so 50 probes a second cost the store two
+    queries a second and never slow delivery."""
+
+    def __init__(self, *, metrics: Metrics, status: StatusFn, unsubscribe: UnsubscribeFn) -> None:
+        self.metrics = metrics
+        self.status = status
+        self.unsubscribe = unsubscribe
+        self.server: HealthServer | None = None
+        self._cache: tuple[float, dict[str, Any]] | None = None
+        self._refresh: asyncio.Lock = asyncio.Lock()
+
+    @property
+    def address(self) -> str | None:
+        return f"{self.server.host}:{self.server.port}" if self.server is not None else None
+
+    async def follow(self, wanted: str | None) -> None:
+        """Serve on ``wanted`` (HOST:PORT; port 0 picks one, logged), or stop serving."""
+        current = self.server
+        if current is not None and wanted == current.requested:
+            return
+        await self.stop()
+        if not wanted:
+            return
+        host, _, port = wanted.rpartition(":")
+        server = HealthServer(
+            host=host.strip("[]"),
+            port=int(port),
+            metrics=self.metrics,
+            status=self._answer,
+            unsubscribe=self.unsubscribe,
+        )
+        server.requested = wanted
+        await server.start()
+        self.server = server
+        log.info("health on http://%s:%d/healthz", server.host, server.port)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            server, self.server = self.server, None
+            await server.stop()
+
+    async def _answer(self) -> dict[str, Any]:
+        status = await self.status()
+        if self.address is not None:
+            status["health"] = self.address
+        return status
+
+    async def snapshot(self, read: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """``read()`` at most once per ``STATUS_TTL_S`` (concurrent callers share one)."""
+        async with self._refresh:
+            now = time.monotonic()
+            if self._cache is None or now - self._cache[0] >= STATUS_TTL_S:
+                self._cache = (now, await read())
+            return dict(self._cache[1])
 
 
 def _at(value: datetime | None) -> str | None:
