@@ -20,8 +20,9 @@ How SMTP answers map to results (RFC 5321 §4.2.1, §4.5.4.1):
   while retrying keeps them queued until the config is fixed (or they run out of tries
   and stay ``dead`` in the log, from where they can be re-queued).
 
-The message itself (``message``) is built by :func:`email_message`, shared with the
-Maildir channel; its bytes come from ``channels.mime``.
+The message itself (``message``) is built by ``channels.compose`` (rendered once per
+event, spliced per recipient), shared with the Maildir channel; its bytes are exactly
+what ``channels.mime`` builds.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import aiosmtplib
 
 from notifier.core.model import EmailMessage, SendResult
 from notifier.delivery.channels.base import Outgoing, clip_detail, sha256_hex
+from notifier.delivery.channels.compose import EmailComposer, PreparedEmail, mime_bytes
 from notifier.delivery.channels.mime import (
     SUBJECT_MAX_CHARS,
     build_mime,
@@ -132,6 +134,7 @@ class SmtpChannel:
         self._local_hostname = local_hostname
         self._slots = asyncio.Semaphore(pool_size)
         self._idle: list[_Connection] = []  # LIFO: the warmest connection first
+        self._composer = EmailComposer(sender=sender)
         self._closed = False
 
     async def open(self) -> None:
@@ -150,12 +153,12 @@ class SmtpChannel:
         idle, self._idle = self._idle, []
         await asyncio.gather(*(_quit(conn.client) for conn in idle))
 
-    def message(self, outgoing: Outgoing) -> EmailMessage:
-        return email_message(outgoing, sender=self._sender)
+    def message(self, outgoing: Outgoing) -> PreparedEmail | EmailMessage:
+        return self._composer.compose(outgoing)
 
-    async def send(self, message: EmailMessage) -> SendResult:
+    async def send(self, message: EmailMessage | PreparedEmail) -> SendResult:
         try:
-            payload = build_mime(message, sender=self._sender)
+            payload = mime_bytes(message, sender=self._sender)
             recipient = smtp_address(message.recipient)
         except ValueError as exc:
             return SendResult("failed", clip_detail(f"cannot build the message: {exc}"))

@@ -18,8 +18,7 @@ from pathlib import Path
 
 from notifier.core.model import EmailMessage, SendResult
 from notifier.delivery.channels.base import Outgoing, clip_detail, sha256_hex
-from notifier.delivery.channels.email import email_message
-from notifier.delivery.channels.mime import build_mime
+from notifier.delivery.channels.compose import EmailComposer, PreparedEmail, mime_bytes
 
 
 def maildir_name(message_id: str) -> str:
@@ -34,6 +33,7 @@ class MaildirChannel:
         self._path = Path(path)
         self._sender = sender
         self._ready = False
+        self._composer = EmailComposer(sender=sender)
 
     async def open(self) -> None:
         await asyncio.to_thread(self._create)
@@ -41,12 +41,12 @@ class MaildirChannel:
     async def close(self) -> None:
         return None
 
-    def message(self, outgoing: Outgoing) -> EmailMessage:
-        return email_message(outgoing, sender=self._sender)
+    def message(self, outgoing: Outgoing) -> PreparedEmail | EmailMessage:
+        return self._composer.compose(outgoing)
 
-    async def send(self, message: EmailMessage) -> SendResult:
+    async def send(self, message: EmailMessage | PreparedEmail) -> SendResult:
         try:
-            payload = build_mime(message, sender=self._sender)
+            payload = mime_bytes(message, sender=self._sender)
         except ValueError as exc:
             return SendResult("failed", clip_detail(f"cannot build the message: {exc}"))
         try:

@@ -50,12 +50,19 @@ _BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 _NOT_7BIT = re.compile(rb"[^\t\r\n\x20-\x7e]")
 _LINE_MAX_OCTETS = 998
 _FOLD_AT = 78  # RFC 5322 §2.1.1 "SHOULD" line length
+# A bare dot-atom address (RFC 5322 §3.4.1) of ASCII letters, digits and a few marks:
+# parseaddr, formataddr and the IDNA step leave it as it is, so it skips them.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+)
 
 
 # --- building the message ---------------------------------------------------------
 
 
-def build_mime(msg: EmailMessage, *, sender: str, now: datetime | None = None) -> bytes:
+def build_mime(
+    msg: EmailMessage, *, sender: str, now: datetime | None = None, boundary: str | None = None
+) -> bytes:
     """The complete RFC 5322 message: CRLF line ends, 7-bit clean, ready for DATA.
 
     ``multipart/alternative`` with a text and an HTML part (utf-8). Built by hand rather
@@ -72,7 +79,7 @@ def build_mime(msg: EmailMessage, *, sender: str, now: datetime | None = None) -
         _sender_header(sender),
         _fold_header("To", _recipient_header(msg.recipient)),
         _fold_header("Subject", _subject(msg.subject)),
-        f"Date: {format_datetime(moment.astimezone(UTC))}\r\n",
+        date_header(moment),
         f"Message-ID: {message_id}\r\n",
         # RFC 3834: tells auto-responders (vacation mail) not to answer an alert.
         "Auto-Submitted: auto-generated\r\n",
@@ -83,7 +90,7 @@ def build_mime(msg: EmailMessage, *, sender: str, now: datetime | None = None) -
         head.append(_fold_header(name, _one_line(value).strip()))
     # The boundary cannot occur in a quoted-printable body (it would encode "=" as
     # "=3D"); in a 7-bit body 128 random bits make a collision practically impossible.
-    boundary = "=_tn_" + secrets.token_hex(16)
+    boundary = boundary or new_boundary()
     head.append("MIME-Version: 1.0\r\n")
     head.append(f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n')
     delimiter = f"\r\n--{boundary}".encode("ascii")
@@ -102,6 +109,16 @@ def build_mime(msg: EmailMessage, *, sender: str, now: datetime | None = None) -
     )
 
 
+def new_boundary() -> str:
+    """A MIME boundary: 128 random bits (see ``build_mime``)."""
+    return "=_tn_" + secrets.token_hex(16)
+
+
+def date_header(moment: datetime) -> str:
+    """``Date: <RFC 5322 date-time in UTC>`` CRLF."""
+    return f"Date: {format_datetime(moment.astimezone(UTC))}\r\n"
+
+
 @lru_cache(maxsize=4096)  # subscribers repeat; parseaddr is the costly part
 def smtp_address(address: str) -> str:
     """The bare ASCII addr-spec to use in the envelope (``RCPT TO``) and the To header.
@@ -109,6 +126,8 @@ def smtp_address(address: str) -> str:
     A non-ASCII domain becomes its IDNA form; a non-ASCII local part would need SMTPUTF8
     (RFC 6531), which we do not speak, so it is a ``ValueError``.
     """
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return address  # what parseaddr and the checks below would return, faster
     _, addr = parseaddr(_one_line(address))
     local, at, domain = addr.rpartition("@")
     if not at or not local or not domain or any(ch in addr for ch in ' <>\t"\\'):
@@ -136,6 +155,8 @@ def _subject(subject: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _recipient_header(recipient: str) -> str:
+    if _PLAIN_ADDRESS.fullmatch(recipient):
+        return recipient
     name, _ = parseaddr(_one_line(recipient))
     # formataddr RFC 2047-encodes a non-ASCII display name.
     return formataddr((name, smtp_address(recipient)))

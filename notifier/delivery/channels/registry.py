@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from notifier.config import Config
-from notifier.core.model import EmailMessage
 from notifier.delivery.channels.base import Channel
+from notifier.delivery.channels.compose import AnyEmail
 from notifier.delivery.channels.email import SmtpChannel
 from notifier.delivery.channels.http import HttpPoster
 from notifier.delivery.channels.maildir import MaildirChannel
@@ -33,7 +33,7 @@ class Resources:
     http: HttpPoster
 
 
-def _email(res: Resources) -> Channel[EmailMessage]:
+def _email(res: Resources) -> Channel[AnyEmail]:
     smtp = res.config.model.smtp
     if smtp is None:
         return MaildirChannel(res.config.state_dir / "maildir", sender=DEFAULT_SENDER)
@@ -87,9 +87,9 @@ class Channels(Mapping[str, Channel[Any]]):
         return len(self._channels)
 
     @property
-    def email(self) -> Channel[EmailMessage]:
+    def email(self) -> Channel[AnyEmail]:
         """The email channel (digests are always email)."""
-        channel: Channel[EmailMessage] = self._channels["email"]
+        channel: Channel[AnyEmail] = self._channels["email"]
         return channel
 
     async def open(self) -> None:

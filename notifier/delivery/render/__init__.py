@@ -5,7 +5,12 @@
 """
 
 from notifier.delivery.render.families import FAMILIES, REQUIRED_TEMPLATES, family_of
-from notifier.delivery.render.renderer import WORDING_TEMPLATE, RenderedEmail, Renderer
+from notifier.delivery.render.renderer import (
+    WORDING_TEMPLATE,
+    EmailTemplate,
+    RenderedEmail,
+    Renderer,
+)
 from notifier.delivery.render.text import (
     mrkdwn,
     paragraphs,
@@ -38,6 +43,7 @@ __all__ = [
     "NEUTRAL_COLOUR",
     "REQUIRED_TEMPLATES",
     "WORDING_TEMPLATE",
+    "EmailTemplate",
     "RenderedEmail",
     "Renderer",
     "alert_view",

@@ -14,6 +14,7 @@ new Renderer, so ``auto_reload`` is off and no ``stat`` runs per render.
 from __future__ import annotations
 
 import json
+import logging
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,17 @@ import jinja2
 from notifier import resources
 from notifier.core.model import Event
 from notifier.delivery.render.families import REQUIRED_TEMPLATES, family_of
+from notifier.delivery.render.personal import (
+    SUBSCRIBER_SLOT,
+    UNSUBSCRIBE_SLOT,
+    Deferred,
+    Piece,
+    collect_deferred,
+    contains_slot,
+    deferring,
+    fill,
+    split_pieces,
+)
 from notifier.delivery.render.text import (
     mrkdwn,
     paragraphs,
@@ -60,6 +72,10 @@ _CHANGE_PRIORITY = (
 _TIME_FIELDS = frozenset({"effective", "ends", "published", "since"})
 #: Standard Webhooks bodies kept per renderer: one fan-out serialises an event once.
 _CACHED_BODIES = 64
+#: Email templates (one per event and unsubscribe shape) kept per renderer.
+_CACHED_EMAILS = 64
+
+log = logging.getLogger("notifier.delivery.render")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +85,38 @@ class RenderedEmail:
     subject: str
     text: str
     html: str
+
+
+@dataclass(eq=False, slots=True)
+class EmailTemplate:
+    """One event's email rendered once, with slots for the recipient's values
+    (``render.personal``). :meth:`Renderer.personalise` fills it for one recipient."""
+
+    event: Event
+    subject: tuple[Piece, ...]
+    text: tuple[Piece, ...]
+    html: tuple[Piece, ...]
+    deferred: tuple[Deferred, ...]
+    #: None until the first recipient's direct render was compared; then whether the
+    #: spliced result was the same (False: every recipient is rendered directly).
+    exact: bool | None = None
+
+    def fill(self, *, subscriber_id: str, unsubscribe_url: str | None) -> RenderedEmail:
+        """The recipient's email, shaped exactly as ``Renderer._email`` shapes it."""
+
+        def part(pieces: tuple[Piece, ...], *, html: bool = False) -> str:
+            return fill(
+                pieces,
+                subscriber_id=subscriber_id,
+                unsubscribe_url=unsubscribe_url,
+                deferred=self.deferred,
+                html=html,
+            )
+
+        subject = " ".join(part(self.subject).split())
+        text = tidy_text(part(self.text))
+        html = part(self.html, html=True)
+        return RenderedEmail(subject=subject, text=text, html=html)
 
 
 class Renderer:
@@ -84,6 +132,7 @@ class Renderer:
         self._zone = timezone
         self._product = product
         self._bodies: dict[str, bytes] = {}
+        self._emails: dict[tuple[str, bool], EmailTemplate] = {}
         loaders: list[jinja2.BaseLoader] = []
         if override_dir is not None:
             loaders.append(jinja2.FileSystemLoader(override_dir))
@@ -113,7 +162,7 @@ class Renderer:
             change_summary=self.change_summary,
             field_label=field_label,
             duration_words=duration_words,
-            wrap=wrap,
+            wrap=deferring(wrap),
             paragraphs=paragraphs,
             mrkdwn=mrkdwn,
             slack_link=slack_link,
@@ -121,7 +170,7 @@ class Renderer:
         self._env.globals.update(
             product=product,
             timezone=timezone.key,
-            field=text_field,
+            field=deferring(text_field),
             labels=LABELS,
             say=_Wording(self._env, WORDING_TEMPLATE),
         )
@@ -140,6 +189,70 @@ class Renderer:
             "unsubscribe_url": unsubscribe_url,
         }
         return self._email(f"email/{family_of(event.type)}", context)
+
+    def email_template(self, event: Event, *, unsubscribe: bool) -> EmailTemplate:
+        """The event's email with slots for the recipient (cached per event and shape).
+
+        ``unsubscribe``: whether recipients have an unsubscribe URL (templates branch on
+        it, so the two shapes are two templates).
+        """
+        key = (event.id, unsubscribe)
+        template = self._emails.get(key)
+        if template is None or (template.event is not event and template.event != event):
+            template = self._email_template(event, unsubscribe=unsubscribe)
+            if len(self._emails) >= _CACHED_EMAILS:
+                self._emails.pop(next(iter(self._emails)))
+            self._emails[key] = template
+        return template
+
+    def personalise(
+        self, template: EmailTemplate, *, subscriber_id: str, unsubscribe_url: str | None
+    ) -> RenderedEmail:
+        """One recipient's email from a template: the same result as :meth:`render_email`.
+
+        The first recipient of each template is also rendered directly and compared; a
+        template whose result differs (a user's template that does more with the values
+        than print them) is rendered directly for every recipient from then on.
+        """
+        if template.exact is False or contains_slot(subscriber_id + (unsubscribe_url or "")):
+            return self.render_email(
+                template.event, subscriber_id=subscriber_id, unsubscribe_url=unsubscribe_url
+            )
+        spliced = template.fill(subscriber_id=subscriber_id, unsubscribe_url=unsubscribe_url)
+        if template.exact is None:
+            direct = self.render_email(
+                template.event, subscriber_id=subscriber_id, unsubscribe_url=unsubscribe_url
+            )
+            template.exact = spliced == direct
+            if not template.exact:
+                log.warning(
+                    "templates for %s do not render the same once per event; rendering "
+                    "each recipient's email in full (slower)",
+                    template.event.type,
+                )
+                return direct
+        return spliced
+
+    def _email_template(self, event: Event, *, unsubscribe: bool) -> EmailTemplate:
+        alert = alert_view(event)
+        context = {
+            **alert,
+            "alert": alert,
+            "subscriber_id": SUBSCRIBER_SLOT,
+            "unsubscribe_url": UNSUBSCRIBE_SLOT if unsubscribe else None,
+        }
+        folder = f"email/{family_of(event.type)}"
+        with collect_deferred() as deferred:
+            subject = self._render(f"{folder}/subject.txt", context)
+            text = self._render(f"{folder}/body.txt", context)
+        html = self._render(f"{folder}/body.html", context)
+        return EmailTemplate(
+            event=event,
+            subject=split_pieces(subject),
+            text=split_pieces(text),
+            html=split_pieces(html),
+            deferred=tuple(deferred),
+        )
 
     def render_digest(
         self,
