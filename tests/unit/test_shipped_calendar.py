@@ -329,20 +329,25 @@ def test_shipped_feeds_are_polite_https_feeds(shipped_config: dict[str, Any]) ->
     feeds = shipped_config["feed"]
     ids = [feed["id"] for feed in feeds]
     assert len(ids) == len(set(ids))
-    assert "federal-register-tariffs" in ids
+    kinds = {feed.get("kind", "rss") for feed in feeds}
+    # The official structured sources (issue 11): FR API, Public Inspection, CSMS, HTS.
+    assert {"federal-register", "federal-register-inspection", "csms", "hts"} <= kinds
+    polite = {"federal-register": {"15m", "30m"}, "hts": {"1d"}}
     for feed in feeds:
         assert feed["url"].startswith("https://"), feed["id"]
         assert "[" not in feed["url"] and "]" not in feed["url"], feed["id"]
-        assert feed["every"] in {"15m", "30m", "45m", "1h"}, feed["id"]
+        allowed = polite.get(feed.get("kind", "rss"), {"15m", "30m", "45m", "1h"})
+        assert feed["every"] in allowed, feed["id"]
 
 
 def test_shipped_subscriber_sends_everything_to_the_local_inbox(
     shipped_config: dict[str, Any],
 ) -> None:
-    (subscriber,) = shipped_config["subscriber"]
+    subscriber, operator = shipped_config["subscriber"]
     assert subscriber["id"] == "local-inbox"
     assert subscriber["email"] == ["you@example.com"]
-    assert subscriber["events"] == ["tariff.*", "feed.entry.*"]
+    assert subscriber["events"] == ["tariff.*", "feed.entry.*", "hts.line.*"]
+    assert operator["events"] == ["source.*"]
 
 
 def test_shipped_config_loads_with_the_real_loader() -> None:
@@ -353,4 +358,4 @@ def test_shipped_config_loads_with_the_real_loader() -> None:
     assert CALENDAR in files
     count = sum(len(tomllib.loads(f.read_text(encoding="utf-8"))["rule"]) for f in files)
     assert len(loaded.rules) == count
-    assert [s.id for s in loaded.subscribers] == ["local-inbox"]
+    assert [s.id for s in loaded.subscribers] == ["local-inbox", "operator"]
