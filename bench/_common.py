@@ -39,6 +39,7 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(memory_kib / 2**20, 1),
         "cpu_model": model,
         "python": platform.python_version(),
+        "event_loop": loop_kind(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -78,8 +79,16 @@ def children_cpu_s() -> float:
 
 
 def notifier_command(*args: str) -> list[str]:
-    """``tariff-notifier ARGS`` with the interpreter running the benchmark."""
-    return [sys.executable, "-m", "notifier", *args]
+    """``tariff-notifier ARGS`` with the interpreter running the benchmark, on the event
+    loop ``notifier.runtime.loop`` picks (``bench/launch.py``)."""
+    return [sys.executable, str(ROOT / "bench" / "launch.py"), *args]
+
+
+def loop_kind() -> str:
+    """The event loop the commands above run on (``uvloop`` or ``asyncio``)."""
+    from notifier.runtime.loop import loop_kind as kind
+
+    return kind()
 
 
 def run_timed(command: list[str], *, timeout_s: float = 600, env: Any = None) -> dict[str, Any]:

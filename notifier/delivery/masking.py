@@ -16,6 +16,8 @@ SECRET_HOSTS = frozenset({"hooks.slack.com"})
 
 def mask_target(target: str, *, secret: bool) -> str:
     """``target`` as the delivery log may show it; ``secret``: the URL itself is one."""
+    if "://" not in target:
+        return target  # an email address (no authority part: shown as it is)
     try:
         parts = urlsplit(target)
         host = parts.hostname or ""

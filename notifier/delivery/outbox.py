@@ -40,6 +40,14 @@ log = logging.getLogger("notifier.delivery.outbox")
 #: (retries whose time came, rows another instance committed): a slow endpoint must not
 #: hold back the others' next attempts until it times out.
 REFILL_S = 1.0
+#: Finished attempts are recorded at most this long after they finish, together (and
+#: with the next claim when one is due): one commit per ~50 ms of a fan-out, not one per
+#: wake-up. A crash in between loses no delivery: the unrecorded ones are attempted
+#: again, with the same ids.
+RECORD_EVERY_S = 0.05
+#: Deliveries claimed ahead of the free slots, as a multiple of ``[delivery]
+#: concurrency``: each claim then serves many attempts (``lease`` allows for the wait).
+CLAIM_AHEAD = 2
 #: The detail of a delivery not sent because its endpoint already answered 410 Gone.
 GONE_DETAIL = "not sent: the endpoint answered 410 Gone (until its config entry changes)"
 
@@ -121,15 +129,17 @@ class Outbox:
     def lease(self) -> timedelta:
         """How long a claim lasts: the visibility timeout after a worker dies.
 
-        Every claimed delivery starts at once (claims never exceed free slots) and each
-        attempt has a hard deadline of ``timeout``; email attempts may first wait for a
-        pooled SMTP connection, up to ``concurrency / pool_size`` attempts long.
+        A claimed delivery starts once the ``CLAIM_AHEAD`` rounds of attempts before it
+        have finished, and each attempt has a hard deadline of ``timeout``; email
+        attempts may first wait for a pooled SMTP connection, up to ``concurrency /
+        pool_size`` attempts long.
         """
         delivery = self.config.model.delivery
         waits = 1
         if self.config.model.smtp is not None:
             waits += -(-delivery.concurrency // self.config.model.smtp.pool_size)
-        return delivery.timeout * (waits + 1) + timedelta(seconds=5)
+        # Claimed ahead: up to CLAIM_AHEAD rounds of attempts may start before this one.
+        return delivery.timeout * (waits * (CLAIM_AHEAD + 1) + 1) + timedelta(seconds=5)
 
     @property
     def sender(self) -> str:
@@ -162,12 +172,15 @@ class Outbox:
             channel = self.channels[channel_key(delivery.channel, format=sub.format)]
         except KeyError:
             return SendResult("failed", f"no {sub.format!r} channel for {delivery.channel}")
+        unsubscribe = None  # only email carries the link (RFC 8058)
+        if delivery.channel == "email":
+            unsubscribe = await self.unsubscribe_url(sub, delivery.target)
         outgoing = Outgoing(
             delivery=delivery,
             event=event,
             subscriber=sub,
             renderer=self.renderer,
-            unsubscribe_url=await self.unsubscribe_url(sub, delivery.target),
+            unsubscribe_url=unsubscribe,
         )
         return await channel.send(channel.message(outgoing))
 
@@ -218,26 +231,59 @@ class Outbox:
         self, finished: Sequence[tuple[Delivery, SendResult]], report: DrainReport
     ) -> None:
         """Record a batch of finished attempts in one transaction, then report them."""
+        await self._record_and_claim(finished, report, want=0)
+
+    async def _record_and_claim(
+        self, finished: Sequence[tuple[Delivery, SendResult]], report: DrainReport, *, want: int
+    ) -> list[Delivery]:
+        """Record finished attempts and claim up to ``want`` due deliveries, in one
+        transaction. A failure to record is logged and reported (the deliveries stay
+        claimed and are attempted again, with the same ids); a failure to claim as well
+        leaves as the store's error."""
         now = self.clock()
         records = [self._outcome(d, r, now) for d, r in finished]
         try:
-            await self.store.record_attempts(records)
-        except NotifierError as exc:
-            # The attempts happened but could not be recorded (disk full, database
-            # gone): the deliveries stay claimed and are attempted again once their
-            # claims expire, with the same ids, so a receiver can tell the repeats.
-            ids = ", ".join(r.delivery_id for r in records[:20])
-            more = f" and {len(records) - 20} more" if len(records) > 20 else ""
-            log.error(
-                "delivery results could not be recorded (%s%s): %s; these will be attempted "
-                "again, with the same ids",
-                ids,
-                more,
-                exc,
+            batch = await self.store.record_and_claim(
+                records, now=now, limit=want, worker=self.worker, lease=self.lease
             )
-            for delivery, _ in finished:
-                report.add(delivery.id, "queued", f"not recorded: {exc}")
-            return
+        except NotifierError as exc:
+            if records:
+                self._not_recorded(finished, records, report, exc)
+            if want > 0:
+                raise
+            return []
+        await self._recorded(finished, records, report, now)
+        return batch
+
+    @staticmethod
+    def _not_recorded(
+        finished: Sequence[tuple[Delivery, SendResult]],
+        records: Sequence[AttemptRecord],
+        report: DrainReport,
+        exc: NotifierError,
+    ) -> None:
+        # The attempts happened but could not be recorded (disk full, database gone):
+        # the deliveries stay claimed and are attempted again once their claims
+        # expire, with the same ids, so a receiver can tell the repeats.
+        ids = ", ".join(r.delivery_id for r in records[:20])
+        more = f" and {len(records) - 20} more" if len(records) > 20 else ""
+        log.error(
+            "delivery results could not be recorded (%s%s): %s; these will be attempted "
+            "again, with the same ids",
+            ids,
+            more,
+            exc,
+        )
+        for delivery, _ in finished:
+            report.add(delivery.id, "queued", f"not recorded: {exc}")
+
+    async def _recorded(
+        self,
+        finished: Sequence[tuple[Delivery, SendResult]],
+        records: Sequence[AttemptRecord],
+        report: DrainReport,
+        now: datetime,
+    ) -> None:
         for (delivery, result), rec in zip(finished, records, strict=True):
             if result.outcome == "gone":
                 await self._mark_gone(delivery, now)
@@ -283,11 +329,15 @@ class Outbox:
 
         Keeps up to ``[delivery] concurrency`` attempts in flight. Free slots are filled
         as soon as an attempt finishes, :meth:`notify` says new work was committed, or
-        ``REFILL_S`` passes, so a slow endpoint delays only its own deliveries. Attempts
-        that finish together are recorded together, in one transaction.
+        ``REFILL_S`` passes, so a slow endpoint delays only its own deliveries. The
+        store is written at most once per ``RECORD_EVERY_S`` while attempts run: the
+        attempts that finished meanwhile are recorded, and the next claim made, in one
+        transaction.
         """
         report = report if report is not None else DrainReport()
         limit = self.config.model.delivery.concurrency
+        ahead = limit * CLAIM_AHEAD
+        loop = asyncio.get_running_loop()
         wake = self._wake = asyncio.Event()
         # Finished attempts land in a list and set `wake`: waiting costs the same whatever
         # the number in flight (asyncio.wait on 50 tasks re-arms 50 callbacks per wake-up).
@@ -299,18 +349,25 @@ class Outbox:
             done.append((delivery, await self._attempt_safely(delivery, event)))
             wake.set()
 
-        # Claimed ahead (at most `limit`), so a claim transaction serves many attempts.
+        # Claimed ahead (at most `ahead`), so a claim transaction serves many attempts.
         ready: deque[Delivery] = deque()
         events: dict[str, Event] = {}
         more = True  # the last claim may have left due work behind
+        written_at = loop.time()
         try:
             while True:
                 stopping = stop is not None and stop.is_set()
-                if more and not stopping and len(ready) < limit // 2 + 1:
-                    want = limit - len(ready)
-                    batch = await self._claim(want, events)
-                    more = len(batch) == want
-                    ready.extend(batch)
+                claim = more and not stopping and len(ready) <= limit
+                due = loop.time() - written_at >= RECORD_EVERY_S
+                if claim or (done and (due or stopping or not tasks or len(done) >= ahead)):
+                    finished, done[:] = list(done), []
+                    want = ahead - len(ready) if claim else 0
+                    batch = await self._record_and_claim(finished, report, want=want)
+                    written_at = loop.time()
+                    if claim:
+                        more = len(batch) == want
+                        await self._add_events(batch, events)
+                        ready.extend(batch)
                 while ready and len(tasks) < limit and not stopping:
                     delivery = ready.popleft()
                     task = asyncio.create_task(attempt(delivery, events.get(delivery.event_id)))
@@ -318,16 +375,16 @@ class Outbox:
                     task.add_done_callback(tasks.discard)
                 if not tasks and not done:
                     break
-                if not done:
+                # Wait for a finished attempt, new work, or the next write of results.
+                timeout_s = REFILL_S
+                if done:
+                    timeout_s = max(0.0, written_at + RECORD_EVERY_S - loop.time())
+                if timeout_s > 0 and not wake.is_set():
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(REFILL_S):
+                        async with asyncio.timeout(timeout_s):
                             await wake.wait()
                 wake.clear()
-                # An attempt finished, new work was notified, or REFILL_S passed: look.
                 more = True
-                if done:
-                    finished, done[:] = list(done), []
-                    await self.record(finished, report)
         finally:
             self._wake = None
             if relay is not None:
@@ -337,14 +394,10 @@ class Outbox:
         await self.drain_digests(report)
         return report
 
-    async def _claim(self, want: int, events: dict[str, Event]) -> list[Delivery]:
-        batch = await self.store.claim_due(
-            now=self.clock(), limit=want, worker=self.worker, lease=self.lease
-        )
+    async def _add_events(self, batch: Sequence[Delivery], events: dict[str, Event]) -> None:
         missing = {d.event_id for d in batch} - events.keys()
         if missing:
             events.update(await self.store.events_by_id(missing))
-        return batch
 
     async def drain_digests(self, report: DrainReport) -> None:
         """Send the digests whose time has come: one email per subscriber address."""

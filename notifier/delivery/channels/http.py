@@ -154,9 +154,7 @@ class HttpPoster:
     async def _post(
         self, session: aiohttp.ClientSession, url: str, body: bytes, headers: Mapping[str, str]
     ) -> SendResult:
-        async with session.post(
-            url, data=body, headers=dict(headers), allow_redirects=False
-        ) as response:
+        async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
             status = response.status
             snippet = b""
             if not 200 <= status <= 299:

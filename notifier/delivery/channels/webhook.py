@@ -5,16 +5,23 @@ by the renderer. Each attempt is signed with a fresh ``webhook-timestamp`` (rece
 reject timestamps more than 5 minutes off) and the same ``webhook-id`` (the delivery id),
 which receivers use to deduplicate. A subscriber without a secret gets the same body
 unsigned. Posting, and what the receiver's answers mean, is ``channels.http``.
+
+The signature is computed here rather than by ``standardwebhooks.Webhook.sign``: the
+same HMAC-SHA256 over ``id.timestamp.body`` (a test checks it against the library), but
+over the body's bytes joined once, with each secret decoded once, instead of a decode,
+a str join and a re-encode of the body per request.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import aiohttp
-from standardwebhooks import Webhook
 
 from notifier.core.model import SendResult, WebhookMessage
 from notifier.delivery.channels.base import Outgoing
@@ -42,7 +49,7 @@ class WebhookChannel:
         self._poster = poster or HttpPoster(
             timeout_s=timeout_s, session=session, user_agent=user_agent
         )
-        self._signers: dict[str, Webhook] = {}
+        self._keys: dict[str, bytes] = {}
 
     async def open(self) -> None:
         await self._poster.open()
@@ -69,31 +76,52 @@ class WebhookChannel:
     def _sign(self, message: WebhookMessage, headers: dict[str, str]) -> SendResult | None:
         """Add the Standard Webhooks headers; a result only when signing is impossible."""
         assert message.secret is not None
-        signer = self._signer(message.secret)
-        if signer is None:
+        key = self._key(message.secret)
+        if key is None:
             # Never echo the secret: the detail lands in the delivery log.
             return SendResult("failed", "invalid webhook secret (expected whsec_ + base64)")
-        try:
-            body = message.body.decode("utf-8")
-        except UnicodeDecodeError:
-            return SendResult("failed", "webhook body is not UTF-8")
-        # A whole-second UTC instant: the header and the signed value must be the same
-        # number, and sign() reads a naive datetime as UTC (PITFALLS: standardwebhooks).
+        # A whole-second UTC instant, fresh per attempt: the header and the signed value
+        # must be the same number (receivers reject timestamps 5 minutes off).
         seconds = int(self._clock())
-        moment = datetime.fromtimestamp(seconds, UTC)
         headers["webhook-id"] = message.webhook_id
         headers["webhook-timestamp"] = str(seconds)
-        headers["webhook-signature"] = signer.sign(message.webhook_id, moment, body)
+        headers["webhook-signature"] = sign(key, message.webhook_id, seconds, message.body)
         return None
 
-    def _signer(self, secret: str) -> Webhook | None:
-        signer = self._signers.get(secret)
-        if signer is None:
+    def _key(self, secret: str) -> bytes | None:
+        """The HMAC key of a ``whsec_`` secret (decoded once per secret), or None."""
+        key = self._keys.get(secret)
+        if key is None:
             try:
-                signer = Webhook(secret)
-            except Exception:  # binascii.Error, EmptyWebhookSecretError…
+                key = secret_key(secret)
+            except ValueError:
                 return None
-            if len(self._signers) >= _MAX_CACHED_SECRETS:
-                self._signers.clear()
-            self._signers[secret] = signer
-        return signer
+            if len(self._keys) >= _MAX_CACHED_SECRETS:
+                self._keys.clear()
+            self._keys[secret] = key
+        return key
+
+
+_PREFIX = "whsec_"
+
+
+def secret_key(secret: str) -> bytes:
+    """The key bytes of a Standard Webhooks secret (``whsec_`` + base64), as
+    ``standardwebhooks.Webhook`` reads it; ``ValueError`` when it is not one."""
+    encoded = secret[len(_PREFIX) :] if secret.startswith(_PREFIX) else secret
+    try:
+        # As the library does: padding added, since b64decode ignores what is extra.
+        key = base64.b64decode(encoded + "==")
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("not base64") from exc
+    if not key:
+        raise ValueError("empty secret")
+    return key
+
+
+def sign(key: bytes, msg_id: str, timestamp_s: int, body: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` (Standard Webhooks, the same
+    value as ``Webhook.sign``), over the body's bytes as they are sent."""
+    signed = b"".join((msg_id.encode(), b".", str(timestamp_s).encode(), b".", body))
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
