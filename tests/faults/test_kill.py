@@ -51,7 +51,7 @@ async def test_three_sigkills_mid_burst_lose_nothing_and_repeats_keep_their_ids(
         notifier_section()
         + smtp_section(smtp.port)
         + delivery_section(("1s", "1s", "2s", "5s"), timeout="3s", concurrency=10)
-        + feed_section("burst", feeds.url("burst"))
+        + feed_section("burst", feeds.url("burst"), max_changes=100_000)
         + webhook_subscriber("erp", hooks.url("/erp"), secret)
         + email_subscriber("desk", "desk@example.com")
     )

@@ -80,7 +80,7 @@ async def test_smtp_down_20s_mid_burst_of_1000_loses_nothing(
         + smtp_section(smtp.port, pool_size=POOL)
         # 1+2+4+4x5 = 27 s of retries: longer than the outage, so nothing goes dead.
         + delivery_section(("1s", "2s", "4s", "4s", "4s", "4s", "4s", "4s"), concurrency=50)
-        + feed_section("burst", feeds.url("burst"))
+        + feed_section("burst", feeds.url("burst"), max_changes=100_000)
         + email_subscriber("desk", *ADDRESSES)
     )
     daemon = await Daemon(config).start()

@@ -88,7 +88,7 @@ def config_for(smtp: SmtpPeer, feeds: FeedServer) -> str:
         notifier_section()
         + smtp_section(smtp.port)
         + delivery_section(("1s", "1s", "2s", "5s"), timeout="3s")
-        + feed_section("news", feeds.url("news"))
+        + feed_section("news", feeds.url("news"), max_changes=100_000)
         + email_subscriber("desk", "desk@example.com")
     )
 
@@ -181,7 +181,7 @@ async def test_disk_full_when_a_sent_delivery_is_recorded_is_reported_and_recove
     config = write_config(
         notifier_section()
         + delivery_section(("1s", "1s", "2s", "5s"), timeout="3s")
-        + feed_section("news", feeds.url("news"))
+        + feed_section("news", feeds.url("news"), max_changes=100_000)
         + webhook_subscriber("erp", hooks.url("/erp"), secret)
     )
     daemon = await Daemon(config).start()

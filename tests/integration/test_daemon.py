@@ -155,7 +155,10 @@ async def test_sigterm_during_a_burst_exits_in_time_and_the_rest_arrives_after_r
     state_url: str,
 ) -> None:
     feeds.feeds["burst"] = [FeedItem("seed", "Seed entry")]
-    feed = f'\n[[feed]]\nid = "burst"\nurl = "{feeds.url("burst")}"\nevery = "1s"\n'
+    feed = (
+        f'\n[[feed]]\nid = "burst"\nurl = "{feeds.url("burst")}"\nevery = "1s"\n'
+        "max_changes = 100000  # a burst on purpose, not a held mass change\n"
+    )
     path = write_config(daemon_config(hooks, secret, state=state_url, extra=feed))
     # [[feed]] must come before [[subscriber]] tables only by TOML's rules for arrays: any
     # order works, so it is appended after the subscriber.
