@@ -22,8 +22,11 @@ def free_port() -> int:
 class Daemon:
     """One `tariff-notifier run` subprocess with its log in a file."""
 
-    def __init__(self, config: Path, *, log_name: str = "daemon.log") -> None:
+    def __init__(
+        self, config: Path, *, log_name: str = "daemon.log", args: tuple[str, ...] = ()
+    ) -> None:
         self.config = config
+        self.args = args  # extra `run` options, e.g. ("--health", "127.0.0.1:0")
         self.log_path = config.parent / log_name
         self.proc: asyncio.subprocess.Process | None = None
         self._log_start = 0
@@ -40,6 +43,7 @@ class Daemon:
             "run",
             "-c",
             str(self.config),
+            *self.args,
             stdout=log,
             stderr=log,
             env=env,
