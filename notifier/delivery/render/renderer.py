@@ -317,6 +317,10 @@ class Renderer:
         """``"Sat 3 May 2025, 12:01 AM EDT"`` in the configured zone."""
         if value is None or value == "":
             return "—"
+        if isinstance(value, str) and len(value) == 10:
+            # A calendar date (a Federal Register publication date): no time to show, and
+            # read as UTC midnight it would print as the evening before.
+            return self.localdate(value)
         moment = to_datetime(value).astimezone(self._zone)
         hour = moment.hour % 12 or 12
         meridiem = "AM" if moment.hour < 12 else "PM"

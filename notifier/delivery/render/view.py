@@ -113,6 +113,7 @@ def alert_view(event: Event) -> dict[str, Any]:
         "link": "",
         "title": "",
     }
+    view["moments"] = moments(event)
     if family == "rule":
         _rule_view(view, event)
     elif family == "entry":
@@ -122,6 +123,35 @@ def alert_view(event: Event) -> dict[str, Any]:
     else:
         _source_view(view, data)
     return view
+
+
+def moments(event: Event) -> list[tuple[str, str, bool]]:
+    """The dates an alert names, when they differ: (label, ISO value, with time of day).
+
+    "effective 2025-05-03, published 2025-04-29, detected 2025-04-28 16:40": the legal
+    date, the publication and when this notifier first saw it (CONTRACT "Trust"). Empty
+    when they all fall on one day, so a routine alert carries no extra line.
+    """
+    data = event.data
+    found: list[tuple[str, str, bool]] = []
+    rule = data.get("rule")
+    entry = data.get("entry")
+    if isinstance(rule, Mapping) and rule.get("effective"):
+        found.append(("effective", str(rule["effective"]), True))
+    elif isinstance(entry, Mapping):
+        document = entry.get("document")
+        if isinstance(document, Mapping):
+            if document.get("effective_on"):
+                found.append(("effective", str(document["effective_on"]), False))
+            if document.get("publication_date"):
+                found.append(("published", str(document["publication_date"]), False))
+            if document.get("filed_at"):
+                found.append(("filed", str(document["filed_at"]), True))
+        elif entry.get("published"):
+            found.append(("published", str(entry["published"]), True))
+    if data.get("detected_at"):
+        found.append(("detected", str(data["detected_at"]), True))
+    return found if len({value[:10] for _, value, _ in found}) > 1 else []
 
 
 def _rule_view(view: dict[str, Any], event: Event) -> None:
