@@ -114,6 +114,7 @@ class Outbox:
         # (subscriber, target) -> the subscriber's config hash when the endpoint said 410.
         self._gone: dict[tuple[str, str], str] = {}
         self._wake: asyncio.Event | None = None  # set while a drain runs
+        self._notified = False
 
     def reconfigure(self, config: Config, renderer: Renderer) -> None:
         self.config, self.renderer = config, renderer
@@ -122,6 +123,7 @@ class Outbox:
     def notify(self) -> None:
         """New deliveries were committed: a running drain claims them into free slots now
         (without it, at the next finished attempt or within ``REFILL_S``)."""
+        self._notified = True
         if self._wake is not None:
             self._wake.set()
 
@@ -353,42 +355,57 @@ class Outbox:
         ready: deque[Delivery] = deque()
         events: dict[str, Event] = {}
         more = True  # the last claim may have left due work behind
-        written_at = loop.time()
+        written_at = looked_at = loop.time()
+        # The store round (record what finished, claim what is next) runs beside the
+        # attempts, one at a time: slots keep filling from `ready` while it commits.
+        writer: asyncio.Task[list[Delivery]] | None = None
+        writer_wants = 0
         try:
             while True:
                 stopping = stop is not None and stop.is_set()
-                claim = more and not stopping and len(ready) <= limit
-                due = loop.time() - written_at >= RECORD_EVERY_S
-                if claim or (done and (due or stopping or not tasks or len(done) >= ahead)):
-                    finished, done[:] = list(done), []
-                    want = ahead - len(ready) if claim else 0
-                    batch = await self._record_and_claim(finished, report, want=want)
-                    written_at = loop.time()
-                    if claim:
-                        more = len(batch) == want
+                if writer is not None and writer.done():
+                    batch = writer.result()  # a failed claim leaves as the store's error
+                    writer = None
+                    if writer_wants:
+                        more = len(batch) == writer_wants
                         await self._add_events(batch, events)
                         ready.extend(batch)
+                if writer is None:
+                    claim = more and not stopping and len(ready) <= limit
+                    due = loop.time() - written_at >= RECORD_EVERY_S
+                    if claim or (done and (due or stopping or not tasks or len(done) >= ahead)):
+                        finished, done[:] = list(done), []
+                        writer_wants = ahead - len(ready) if claim else 0
+                        writer = asyncio.create_task(
+                            self._record_and_claim(finished, report, want=writer_wants)
+                        )
+                        writer.add_done_callback(lambda _task: wake.set())
+                        written_at = loop.time()
                 while ready and len(tasks) < limit and not stopping:
                     delivery = ready.popleft()
                     task = asyncio.create_task(attempt(delivery, events.get(delivery.event_id)))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                if not tasks and not done:
+                if not tasks and not done and writer is None:
                     break
-                # Wait for a finished attempt, new work, or the next write of results.
-                timeout_s = REFILL_S
-                if done:
-                    timeout_s = max(0.0, written_at + RECORD_EVERY_S - loop.time())
-                if timeout_s > 0 and not wake.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(timeout_s):
-                            await wake.wait()
-                wake.clear()
-                more = True
+                # Wait for a finished attempt or store round, new work, or the next write.
+                timeout_s = max(0.0, looked_at + REFILL_S - loop.time())
+                if done and writer is None:
+                    timeout_s = min(timeout_s, max(0.0, written_at + RECORD_EVERY_S - loop.time()))
+                await _wait(wake, timeout_s)
+                # Due work appears through notify() or another instance: look for it when
+                # told, and every REFILL_S (a finished attempt alone adds none due now).
+                if self._notified or loop.time() - looked_at >= REFILL_S:
+                    self._notified = False
+                    more = True
+                    looked_at = loop.time()
         finally:
             self._wake = None
             if relay is not None:
                 relay.cancel()
+            if writer is not None and not writer.done():
+                with contextlib.suppress(Exception):
+                    await writer
         # Stopped with claims not started: they return to the queue at the release of
         # this worker's claims on shutdown, or when their lease runs out.
         await self.drain_digests(report)
@@ -402,6 +419,15 @@ class Outbox:
     async def drain_digests(self, report: DrainReport) -> None:
         """Send the digests whose time has come: one email per subscriber address."""
         await drain_digests(self, report)
+
+
+async def _wait(wake: asyncio.Event, timeout_s: float) -> None:
+    """Until ``wake`` is set or ``timeout_s`` passes; then clear it."""
+    if timeout_s > 0 and not wake.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await wake.wait()
+    wake.clear()
 
 
 async def _set_when(source: asyncio.Event, target: asyncio.Event) -> None:
