@@ -96,7 +96,8 @@ def hook_details(hook: Hook) -> list[str]:
 
 def _document_dates(document: Mapping[str, Any]) -> str:
     number = document.get("proclamation_number")
-    kind = f"Proclamation {number}" if number else str(document.get("type") or "document")
+    named = {"PRESDOCU": "Presidential document", "RULE": "Rule", "NOTICE": "Notice"}
+    kind = f"Proclamation {number}" if number else named.get(str(document.get("type")), "Document")
     parts = [f"{kind}, FR Doc. {document.get('number')}"]
     if document.get("filed_at"):
         filed = _local(str(document["filed_at"]))
