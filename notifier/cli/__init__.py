@@ -90,18 +90,49 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--hts", help="with --in-force: an HTS code or prefix, e.g. 8708.29")
     cal.add_argument("--subscriber", help="with --in-force: that subscriber's filters")
     dl = sub.add_parser(
-        "deliveries", parents=[common], help="the delivery log; `retry ID…`; `export`"
+        "deliveries",
+        parents=[common],
+        help="the delivery log; `show ID`; `retry ID…|--all-dead`; `export`",
+        description="The delivery log, newest first. Ids may be given by a unique prefix.",
     )
     dl.add_argument(
         "action",
         nargs="*",
-        help="`retry ID…` re-queues dead deliveries; `export` writes the ledger",
+        help="`show ID` (every attempt); `retry ID…` or `retry --all-dead` re-queues dead "
+        "or failed deliveries (a gone endpoint's block is lifted); `export` writes the ledger",
     )
-    dl.add_argument("--since", help="export: attempts from this date (YYYY-MM-DD) on")
-    dl.add_argument("--format", choices=["csv", "jsonl"], default="csv", help="export format")
     dl.add_argument("--status", choices=["queued", "sent", "failed", "dead"])
+    dl.add_argument("--subscriber", metavar="ID", help="only this subscriber's deliveries")
+    dl.add_argument(
+        "--event", metavar="TYPE|ID", help="an event type glob (tariff.rule.*) or an event id"
+    )
+    dl.add_argument("--since", metavar="DATE", help="created (export: attempted) from this date on")
+    dl.add_argument(
+        "--all-dead", action="store_true", help="with retry: every dead delivery (of --subscriber)"
+    )
+    dl.add_argument("--format", choices=["csv", "jsonl"], default="csv", help="export format")
     dl.add_argument("--json", action="store_true")
     dl.add_argument("--limit", type=int, default=200)
+    dg = sub.add_parser(
+        "digests",
+        parents=[common],
+        help="what waits for each digest and when it goes; `send SUBSCRIBER_ID`",
+    )
+    dg.add_argument("action", nargs="*", help="`send SUBSCRIBER_ID` sends that digest now")
+    dg.add_argument("--subscriber", metavar="ID", help="only this subscriber")
+    dg.add_argument(
+        "--preview", action="store_true", help="print each waiting digest as it would be sent"
+    )
+    dg.add_argument("--json", action="store_true")
+    subs = sub.add_parser(
+        "subscribers", parents=[common], help="`unblock SUBSCRIBER_ID`: lift a 410 Gone block"
+    )
+    subs.add_argument(
+        "action",
+        nargs="*",
+        help="`unblock SUBSCRIBER_ID`: deliver to its gone endpoints again, re-queueing "
+        "what was not sent meanwhile",
+    )
     src = sub.add_parser(
         "sources",
         parents=[common],
@@ -109,7 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src.add_argument("action", nargs="*", help="`release SOURCE_ID` or `discard SOURCE_ID`")
     src.add_argument("--json", action="store_true")
-    test = sub.add_parser("send-test", parents=[common], help="send a sample alert")
+    test = sub.add_parser(
+        "send-test",
+        parents=[common],
+        help="send a sample alert the subscriber's filters match, marked as a test",
+    )
     test.add_argument("subscriber_id")
     sub.add_parser("demo", parents=[common], help="offline replay of the April-May 2025 story")
     sub.add_parser("migrate", parents=[common], help="create or upgrade the state schema")
@@ -179,6 +214,8 @@ def dispatch(args: argparse.Namespace) -> int:
         "run": commands.run,
         "calendar": commands.calendar,
         "deliveries": commands.deliveries,
+        "digests": commands.digests,
+        "subscribers": commands.subscribers,
         "send-test": commands.send_test,
         "sources": commands.sources,
         "migrate": commands.migrate,

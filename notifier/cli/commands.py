@@ -7,14 +7,12 @@ import asyncio
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from notifier.config import Config
-from notifier.core.model import Delivery, Event, Rule, isoformat_z
+from notifier.core.model import Event
 from notifier.core.planning import plan_deliveries
-from notifier.delivery.outbox import build_channels
-from notifier.errors import ConfigError
 from notifier.logs import register_secrets
 from notifier.runtime.jobs import Jobs
 from notifier.runtime.runtime import Notifier, Runtime, build_renderer, build_tagger, config_secrets
@@ -42,6 +40,9 @@ def check(config: Config, args: argparse.Namespace) -> int:
     print(f"  state:       {parse_state_url(config.model.notifier.state).masked}")
     print(f"  email:       {'smtp ' + config.model.smtp.host if config.model.smtp else 'maildir'}")
     warn_stale_calendar(config, out=sys.stdout)
+    from notifier.cli.deliveries import check_gone
+
+    check_gone(config, out=sys.stdout)
     return EXIT_OK
 
 
@@ -70,8 +71,11 @@ def once(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _once(config: Config, *, strict: bool) -> int:
+    from notifier.cli.digests import digest_lines
+
     async with Notifier(config) as notifier:
         report = await Jobs(notifier).run_once()
+        waiting = await digest_lines(notifier.store, notifier.config)
     src, out = report.sources, report.delivery
     print(
         f"polled {src.feeds_polled} sources ({src.feeds_unchanged} unchanged, "
@@ -90,6 +94,8 @@ async def _once(config: Config, *, strict: bool) -> int:
     for delivery_id, status, detail in out.outcomes:
         if status != "sent":
             print(f"  {delivery_id} {status}: {detail}")
+    for line in waiting:
+        print(line)
     if report.pruned.total():
         print(f"retention: forgot {report.pruned}")
     if strict and (src.feed_errors or out.retry or out.dead):
@@ -144,139 +150,30 @@ def sources(config: Config, args: argparse.Namespace) -> int:
 
 
 def deliveries(config: Config, args: argparse.Namespace) -> int:
-    if args.action and args.action[0] == "export":
-        from notifier.cli.sources import export_ledger
+    from notifier.cli.deliveries import deliveries as run_deliveries
 
-        return export_ledger(config, args)
-    if args.action:
-        if args.action[0] != "retry" or len(args.action) < 2:
-            print("usage: tariff-notifier deliveries retry ID [ID …]", file=sys.stderr)
-            return EXIT_USAGE
-        return asyncio.run(_retry(config, args.action[1:]))
-    return asyncio.run(_list_deliveries(config, args))
+    return run_deliveries(config, args)
 
 
-async def _retry(config: Config, ids: list[str]) -> int:
-    store = await Store.open(config.state_url)
-    try:
-        done = await store.requeue(ids, now=datetime.now(UTC))
-    finally:
-        await store.close()
-    for delivery_id in ids:
-        state = "re-queued" if delivery_id in done else "not found or not dead/failed"
-        print(f"{delivery_id}: {state}")
-    return EXIT_OK if len(done) == len(set(ids)) else EXIT_FAILURE
+def subscribers(config: Config, args: argparse.Namespace) -> int:
+    from notifier.cli.deliveries import subscribers as run_subscribers
+
+    return run_subscribers(config, args)
 
 
-def _delivery_json(delivery: Delivery, event_type: str) -> dict[str, Any]:
-    def at(value: datetime | None) -> str | None:
-        return isoformat_z(value) if value else None
+def digests(config: Config, args: argparse.Namespace) -> int:
+    from notifier.cli.digests import digests as run_digests
 
-    return {
-        "id": delivery.id,
-        "event_id": delivery.event_id,
-        "event_type": event_type,
-        "subscriber": delivery.subscriber_id,
-        "channel": delivery.channel,
-        "target": delivery.target,
-        "status": delivery.status,
-        "attempts": delivery.attempts,
-        "next_at": at(delivery.next_at) if delivery.status == "queued" else None,
-        "created_at": at(delivery.created_at),
-        "sent_at": at(delivery.sent_at),
-        "last_error": delivery.last_error,
-        "digest_at": at(delivery.digest_at),
-    }
-
-
-async def _list_deliveries(config: Config, args: argparse.Namespace) -> int:
-    store = await Store.open(config.state_url)
-    try:
-        rows = await store.list_deliveries(status=args.status, limit=args.limit)
-    finally:
-        await store.close()
-    items = [_delivery_json(d, event_type) for d, event_type in rows]
-    if args.json:
-        json.dump(items, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return EXIT_OK
-    if not items:
-        print("no deliveries" + (f" with status {args.status}" if args.status else ""))
-        return EXIT_OK
-    print(f"{'id':<28} {'status':<7} {'try':>3} {'channel':<7} {'subscriber':<18} event / error")
-    for item in items:
-        tail = item["event_type"]
-        if item["last_error"] and item["status"] != "sent":
-            tail += f"  ({item['last_error'][:80]})"
-        print(
-            f"{item['id']:<28} {item['status']:<7} {item['attempts']:>3} {item['channel']:<7} "
-            f"{item['subscriber'][:18]:<18} {tail}"
-        )
-    return EXIT_OK
+    return run_digests(config, args)
 
 
 # --- send-test -----------------------------------------------------------------------
 
 
-def sample_event(config: Config, now: datetime) -> Event:
-    """A realistic alert for `send-test`: the first configured rule, else a built-in one."""
-    rule = next(iter(config.rules), None) or Rule(
-        id="sample-auto-parts",
-        title="Section 232 tariff on automobile parts",
-        imposed_by="US",
-        origins=("*",),
-        hts=("8708",),
-        rate="25%",
-        effective=datetime(2025, 5, 3, 4, 1, tzinfo=UTC),
-        basis="Section 232",
-        source="https://www.federalregister.gov/d/2025-05930",
-    )
-    return Event(
-        id="evt_test_" + now.strftime("%Y%m%dT%H%M%S%f"),
-        type="tariff.rule.effective",
-        timestamp=now,
-        data={
-            "late": False,
-            "rule": rule.to_dict(),
-            "changes": [],
-            "transition_at": rule.effective.isoformat(),
-            "test": True,
-        },
-        origins=rule.origins,
-        hts=rule.hts,
-    )
-
-
 def send_test(config: Config, args: argparse.Namespace) -> int:
-    _secrets(config)
-    sub = next((s for s in config.subscribers if s.id == args.subscriber_id), None)
-    if sub is None:
-        known = ", ".join(s.id for s in config.subscribers) or "none"
-        raise ConfigError(
-            f"no subscriber {args.subscriber_id!r} (known: {known})",
-            file=str(config.path),
-            key="subscriber",
-        )
-    return asyncio.run(_send_test(config, sub.id))
+    from notifier.cli.send_test import send_test as run_send_test
 
-
-async def _send_test(config: Config, subscriber_id: str) -> int:
-    now = datetime.now(UTC)
-    event = sample_event(config, now)
-    sub = next(s for s in config.subscribers if s.id == subscriber_id)
-    channels = build_channels(config)
-    async with Notifier(
-        config, channels=channels, parse_in_processes=False, beside_daemon=True
-    ) as notifier:
-        failures = 0
-        for delivery in plan_deliveries(event, [sub], now=now, zone=config.zone):
-            # A test is sent at once, even for digest subscribers.
-            result = await notifier.runtime.outbox.attempt(delivery, event)
-            print(
-                f"{delivery.channel} {delivery.target}: {result.outcome} {result.detail}".rstrip()
-            )
-            failures += result.outcome != "sent"
-    return EXIT_OK if failures == 0 else EXIT_FAILURE
+    return run_send_test(config, args)
 
 
 # --- migrate, calendar, run ----------------------------------------------------------

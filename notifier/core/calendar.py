@@ -164,18 +164,44 @@ def all_transitions(
     return sorted(found, key=lambda tr: (tr.at, tr.rule.id, tr.kind))
 
 
+def rule_at_transition(transition: Transition, stored: Rule | None) -> Rule:
+    """The rule an alert for ``transition`` shows.
+
+    For ``expired``: the rule as it was in force just before it ended. That is the rule
+    as the notifier last stored it (``known_rules``, read before this check saves the
+    calendar) when the stored rule ended at the same instant: a rule edited after its
+    end (a new rate written over an ended rule, noticed by the same late check that
+    fires its expiry) must not make the expiry alert claim a rate that never applied;
+    the edit itself is the ``changed`` alert. When the stored rule ended at another
+    instant (the end itself was edited) or there is none, the current rule is the one
+    that ends now. Other transitions show the current rule.
+    """
+    if (
+        transition.kind == "expired"
+        and stored is not None
+        and stored.id == transition.rule.id
+        and stored.ends == transition.at
+    ):
+        return stored
+    return transition.rule
+
+
 def transition_event(
     transition: Transition,
     *,
     now: datetime,
     catch_up: bool = False,
     detected_at: datetime | None = None,
+    stored: Rule | None = None,
 ) -> Event:
     """The event for a transition.
 
     ``late`` is true when it passed while no notifier was running (``catch_up``: found by
-    the start-up check) or is emitted more than :data:`LATE_AFTER` after its instant.
-    ``detected_at``: when the notifier first knew the rule (default ``now``).
+    the start-up check) or is emitted more than :data:`LATE_AFTER` after its instant;
+    a late event also carries ``late_by_s``, how long after its instant it was emitted
+    (the alert says "sent 3 hours after it took effect"). ``detected_at``: when the
+    notifier first knew the rule (default ``now``). ``stored``: the rule as stored before
+    this check (see :func:`rule_at_transition`).
     """
     extra: dict[str, Any] = {
         "transition_at": transition.at.isoformat(),
@@ -184,11 +210,12 @@ def transition_event(
     if transition.remind_before is not None:
         # The configured string ("7d"), as the config and the README write it.
         extra["remind_before"] = duration_label(transition.remind_before)
-    event = _rule_event(
-        transition.kind, transition.rule, now=now, event_id=transition.event_id, **extra
-    )
+    rule = rule_at_transition(transition, stored)
+    event = _rule_event(transition.kind, rule, now=now, event_id=transition.event_id, **extra)
     data = dict(event.data)
     data["late"] = catch_up or now - transition.at > LATE_AFTER
+    if data["late"]:
+        data["late_by_s"] = max(0, int((now - transition.at).total_seconds()))
     return Event(
         id=event.id,
         type=event.type,

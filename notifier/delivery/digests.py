@@ -112,3 +112,50 @@ async def _send_digest(
     except Exception as exc:  # a template error must not stop the other digests
         log.exception("digest for %s raised", subscriber_id)
         return SendResult("retry", f"internal error: {type(exc).__name__}: {exc}"[:500])
+
+
+# --- the operator's commands: `digests --preview` and `digests send` --------------------
+
+
+async def preview_digests(
+    outbox: Outbox, subscriber_id: str
+) -> list[tuple[DigestKey, list[Delivery], EmailMessage]]:
+    """The digests waiting for one subscriber, each as the email it would be now
+    (nothing is claimed or sent). Raises for a template error, like a send would."""
+    sub = outbox.subscriber(subscriber_id)
+    if sub is None or not sub.digest:
+        return []
+    waiting = await outbox.store.queued_digests(subscriber_id=subscriber_id)
+    events = await outbox.store.events_by_id(d.event_id for d in waiting)
+    out: list[tuple[DigestKey, list[Delivery], EmailMessage]] = []
+    for key, members in group_digests(waiting).items():
+        message = digest_message(
+            sub,
+            key[1],
+            members,
+            events,
+            renderer=outbox.renderer,
+            unsubscribe_url=await outbox.unsubscribe_url(sub, key[1]),
+            sender=outbox.sender,
+        )
+        out.append((key, members, message))
+    return out
+
+
+async def send_digests_now(outbox: Outbox, subscriber_id: str, report: DrainReport) -> int:
+    """``digests send``: one subscriber's waiting digest deliveries, due or not, as one
+    email per address (all digest instants together), through the real channel, each
+    member recorded with the result. Returns how many emails were attempted."""
+    batch = await outbox.store.claim_digests_of(
+        subscriber_id, now=outbox.clock(), worker=outbox.worker, lease=outbox.lease
+    )
+    if not batch:
+        return 0
+    events = await outbox.store.events_by_id(d.event_id for d in batch)
+    by_address: dict[str, list[Delivery]] = defaultdict(list)
+    for delivery in batch:
+        by_address[delivery.target].append(delivery)
+    for target, members in by_address.items():
+        result = await _send_digest(outbox, subscriber_id, target, members, events)
+        await outbox.record([(delivery, result) for delivery in members], report)
+    return len(by_address)

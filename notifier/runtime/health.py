@@ -212,13 +212,20 @@ async def store_status(
     """The ``/healthz`` body from the state store, for the configured sources.
 
     Each source has a state (``ok``, ``failing``, ``stale``; CONTRACT "Trust"). The answer
-    is ``"status": "degraded"`` with ``reasons`` when sources fail or deliveries are dead
-    (still HTTP 200: one broken feed is no reason to restart the daemon), and ``up:
-    false`` (503) when the store cannot be read.
+    is ``"status": "degraded"`` with ``reasons`` when sources fail, deliveries are dead or
+    endpoints are gone (410, under the subscriber's current config entry; listed in
+    ``gone_endpoints`` with masked targets) (still HTTP 200: one broken feed is no reason
+    to restart the daemon), and ``up: false`` (503) when the store cannot be read.
+    ``config_hash`` names the config this answer was computed for.
     """
+    from notifier.delivery.masking import mask_target
+    from notifier.runtime.metrics import config_hash
+
+    subscribers = {s.id: s for s in config.subscribers}
     try:
         states = await store.feed_states()
         counts = await store.counts()
+        gone = await store.gone_endpoints({s.id: s.config_hash for s in config.subscribers})
     except NotifierError as exc:
         log.error("health: state store unreadable: %s", exc)
         return {
@@ -255,14 +262,28 @@ async def store_status(
     ]
     if counts.get("dead"):
         reasons.append(f"{counts['dead']} dead deliveries")
+    gone_items = []
+    for endpoint in gone:
+        sub = subscribers.get(endpoint.subscriber_id)
+        secret = sub is None or sub.format == "slack" or endpoint.url in config.env_values
+        target = mask_target(endpoint.url, secret=secret)
+        gone_items.append(
+            {"subscriber": endpoint.subscriber_id, "target": target, "since": _at(endpoint.at)}
+        )
+        reasons.append(
+            f"webhook {target} of subscriber {endpoint.subscriber_id} is gone (410 since "
+            f"{_at(endpoint.at)}); `subscribers unblock {endpoint.subscriber_id}` lifts it"
+        )
     return {
         "up": True,
         "status": "degraded" if reasons else "ok",
         "reasons": reasons,
         "started_at": _at(started_at),
+        "config_hash": config_hash(config),
         "sources": report,
         "feeds": report,
         "failing_feeds": sorted(fid for fid, item in report.items() if item["failing"]),
         "queue_depth": counts.get("queued", 0),
         "dead_deliveries": counts.get("dead", 0),
+        "gone_endpoints": gone_items,
     }

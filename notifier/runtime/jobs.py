@@ -101,6 +101,12 @@ class Jobs(CalendarJobs):
         """One pass: calendar, sources (sending overlaps polling), deliveries, retention."""
         report = OnceReport()
         if self.write:
+            from notifier.core.planning import digest_instants
+
+            # A changed `digest` time moves what already waits for a digest (one digest).
+            rt, now = self.notifier.runtime, self.notifier.clock()
+            instants = digest_instants(rt.config.subscribers, now=now, zone=rt.zone)
+            await self.store.reschedule_digests(instants, now=now)
             report.sources.merge(await self.poll_calendar_urls())
         report.sources.merge(await self.check_calendar())
         if not self.write:

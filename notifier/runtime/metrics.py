@@ -11,17 +11,47 @@ the truth across instances.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 from notifier import __version__
+
+if TYPE_CHECKING:
+    from notifier.config import Config
 
 POLL_OUTCOMES = frozenset({"ok", "not_modified", "unchanged", "error"})
 SOURCE_STATES = ("ok", "failing", "stale", "held")
 DELIVERY_OUTCOMES = frozenset({"sent", "retry", "failed", "dead"})
+CHANNELS = ("email", "webhook")
+
+
+def config_hash(config: Config) -> str:
+    """A short fingerprint of a loaded config (its validated model and calendar rules):
+    ``notifier_config_info{hash}`` and ``/healthz`` say which config an instance runs,
+    so two instances, or one after a rejected reload, can be compared at a glance."""
+    blob = json.dumps(
+        {
+            "model": config.model.model_dump(mode="json"),
+            "rules": [rule.to_dict() for rule in config.rules],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
 
 # From a fast webhook (~50 ms) to a delivery that waited out most of the backoff
 # schedule (5s, 5m, 30m, 2h, 5h, 10h, …): about one bucket per factor of 2-3.
@@ -101,6 +131,24 @@ class Metrics:
         self.reloads = Counter(
             "notifier_reloads", "Config reloads (SIGHUP) by result.", ["result"], registry=r
         )
+        # Per subscriber, never per target: a label per address or URL would grow without
+        # bound and put endpoints (sometimes secrets) into the metrics. Only configured
+        # subscribers get series (set_subscribers), so cardinality follows the config.
+        self.subscriber_deliveries = Counter(
+            "notifier_subscriber_deliveries",
+            "Delivery attempts by configured subscriber, channel and outcome.",
+            ["subscriber", "channel", "outcome"],
+            registry=r,
+        )
+        self.gone_endpoints = Gauge(
+            "notifier_gone_endpoints",
+            "Endpoints that answered 410 Gone and get nothing more, by subscriber.",
+            ["subscriber"],
+            registry=r,
+        )
+        self.config_info = Gauge(
+            "notifier_config_info", "The loaded config's hash (always 1).", ["hash"], registry=r
+        )
         self.up = Gauge("notifier_up", "1 while the daemon runs.", registry=r)
         self.start_time = Gauge(
             "notifier_start_time_seconds", "Start time of the daemon (Unix time).", registry=r
@@ -111,7 +159,13 @@ class Metrics:
         self.up.set(1)
         self.start_time.set(time.time() if started_at_s is None else started_at_s)
         self.build_info.labels(version=__version__).set(1)
+        # process_* (CPU, memory, open files) and python_info, in this registry.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self._feeds: set[str] = set()
+        self._subscribers: set[str] | None = None  # None: not scoped yet (any id counts)
+        self._config_hash: str | None = None
+        self._gone: set[str] = set()
 
     # --- what the daemon calls -------------------------------------------------------
 
@@ -127,15 +181,29 @@ class Metrics:
     def observe_event(self, event_type: str) -> None:
         self.events.labels(type=event_type).inc()
 
-    def observe_delivery(self, channel: str, outcome: str, latency_s: float | None = None) -> None:
+    def observe_delivery(
+        self,
+        channel: str,
+        outcome: str,
+        latency_s: float | None = None,
+        *,
+        subscriber: str | None = None,
+    ) -> None:
         """One attempt: ``sent``, ``retry``, ``failed`` or ``dead``.
 
         ``latency_s`` (creation to now) is recorded for ``sent`` only: it is the time an
-        alert took to reach its subscriber, which is what an SLO is about.
+        alert took to reach its subscriber, which is what an SLO is about. ``subscriber``
+        also counts it per subscriber, when that subscriber is configured.
         """
         if outcome not in DELIVERY_OUTCOMES:
             raise ValueError(f"unknown delivery outcome {outcome!r}")
         self.deliveries.labels(channel=channel, outcome=outcome).inc()
+        if subscriber is not None and (
+            self._subscribers is None or subscriber in self._subscribers
+        ):
+            self.subscriber_deliveries.labels(
+                subscriber=subscriber, channel=channel, outcome=outcome
+            ).inc()
         if outcome == "sent" and latency_s is not None:
             self.delivery_latency.labels(channel=channel).observe(max(latency_s, 0.0))
 
@@ -165,6 +233,38 @@ class Metrics:
                 self.feed_failing.labels(feed=feed_id).set(0)
         self._feeds = wanted
 
+    def set_subscribers(self, subscriber_ids: Iterable[str]) -> None:
+        """Scope the per-subscriber series to the configured subscribers (at start and
+        after each reload): a removed subscriber loses its series."""
+        wanted = set(subscriber_ids)
+        for sub in (self._subscribers or set()) - wanted:
+            for channel in CHANNELS:
+                for outcome in DELIVERY_OUTCOMES:
+                    self.subscriber_deliveries.remove(sub, channel, outcome)
+        self._subscribers = wanted
+
+    def set_config(self, config: Config) -> None:
+        """``notifier_config_info{hash}`` for the config now running, and the subscriber
+        scope that goes with it."""
+        self.set_config_hash(config_hash(config))
+        self.set_subscribers(s.id for s in config.subscribers)
+
+    def set_config_hash(self, value: str) -> None:
+        if value == self._config_hash:
+            return
+        if self._config_hash is not None:
+            self.config_info.remove(self._config_hash)
+        self.config_info.labels(hash=value).set(1)
+        self._config_hash = value
+
+    def set_gone(self, counts: Mapping[str, int]) -> None:
+        """Gone endpoints per subscriber (from the store)."""
+        for sub in self._gone - set(counts):
+            self.gone_endpoints.remove(sub)
+        for sub, count in counts.items():
+            self.gone_endpoints.labels(subscriber=sub).set(count)
+        self._gone = set(counts)
+
     def set_down(self) -> None:
         """Shutting down: ``notifier_up`` drops to 0 for a last scrape."""
         self.up.set(0)
@@ -173,6 +273,13 @@ class Metrics:
         """Refresh the store-derived gauges from a ``/healthz`` status dict."""
         if "queue_depth" in status and "dead_deliveries" in status:
             self.set_queue(int(status["queue_depth"]), int(status["dead_deliveries"]))
+        if isinstance(status.get("config_hash"), str):
+            self.set_config_hash(status["config_hash"])
+        if "gone_endpoints" in status:
+            counts: dict[str, int] = {}
+            for item in status["gone_endpoints"]:
+                counts[item["subscriber"]] = counts.get(item["subscriber"], 0) + 1
+            self.set_gone(counts)
         for feed_id, feed in status.get("feeds", {}).items():
             self.set_feed_failing(feed_id, bool(feed.get("failing")))
             if "state" in feed:

@@ -144,6 +144,8 @@ class QueueQueries(Connector):
                 "created_at": d.created_at,
                 "updated_at": d.created_at,
                 "digest_at": d.digest_at,
+                # Set for a delivery planned as failed (a gone endpoint: planning).
+                "last_error": d.last_error,
             }
             for _, deliveries in fresh
             for d in deliveries
@@ -493,9 +495,8 @@ class QueueQueries(Connector):
         waiting = (c.status == "queued") & c.digest_at.is_not(None) & (c.digest_at > now)
         moved = 0
         async with self.transaction() as conn:
-            groups = list(
-                await conn.execute(sa.select(c.subscriber_id, c.digest_at).where(waiting).distinct())
-            )
+            pick = sa.select(c.subscriber_id, c.digest_at).where(waiting).distinct()
+            groups = list(await conn.execute(pick))
             for row in groups:
                 if row.subscriber_id not in instants:
                     continue
