@@ -189,14 +189,18 @@ class SourceJobs(JobBase):
         await self.store.touch_entries(tx, feed.id, plan.touch, now=now)
         if plan.forget:
             await self.store.forget_entries(tx, feed.id, plan.forget)
+        # Entries left for the next poll (a bulletin page that failed): keep the old
+        # validators, so the same body is parsed again and they are tried again.
+        kept = plan.touch | {entry.key for entry in plan.remember}
+        incomplete = any(entry.key not in kept for entry in fetched.entries)
         await self.store.record_poll(
             tx,
             feed.id,
             now=now,
             error=None,
-            etag=fetched.etag,
-            last_modified=fetched.last_modified,
-            body_hash=fetched.body_hash,
+            etag=None if incomplete else fetched.etag,
+            last_modified=None if incomplete else fetched.last_modified,
+            body_hash=None if incomplete else fetched.body_hash,
             polled_by=self.notifier.worker,
         )
 
@@ -350,24 +354,30 @@ class SourceJobs(JobBase):
             log.warning("source %s: this poll would be held (%s)", feed.id, dict(hold.would_emit))
             return
         notice = held_event(feed.id, feed.kind, hold, now=now)
+        fresh = False
 
         async def write(tx: Any) -> None:
-            await self.store.hold_change(
-                tx,
-                feed.id,
-                fingerprint=hold.fingerprint,
-                detected_at=now,
-                events=events,
-                would_emit=hold.would_emit,
-                remember=plan.remember,
-                touch=plan.touch,
-                forget=plan.forget,
-                validators={
-                    "etag": fetched.etag,
-                    "last_modified": fetched.last_modified,
-                    "body_hash": fetched.body_hash,
-                },
-            )
+            nonlocal fresh
+            # Under the write lock: an operator may have released or discarded this very
+            # change since this poll read the store; then its entries are stored now and
+            # holding it again would leave the source "held" with nothing to settle.
+            if not (plan.remember and await self._settled_meanwhile(feed.id, plan)):
+                fresh = await self.store.hold_change(
+                    tx,
+                    feed.id,
+                    fingerprint=hold.fingerprint,
+                    detected_at=now,
+                    events=events,
+                    would_emit=hold.would_emit,
+                    remember=plan.remember,
+                    touch=plan.touch,
+                    forget=plan.forget,
+                    validators={
+                        "etag": fetched.etag,
+                        "last_modified": fetched.last_modified,
+                        "body_hash": fetched.body_hash,
+                    },
+                )
             # The poll itself succeeded: health is ok; the baseline (validators) stays.
             await self.store.record_poll(
                 tx, feed.id, now=now, error=None, polled_by=self.notifier.worker
@@ -375,6 +385,9 @@ class SourceJobs(JobBase):
 
         planned = await self._plan(rt, [notice, *health], now=now)
         await self._commit(planned, report, now=now, write=write)
+        if not fresh:  # held already (or settled meanwhile): said once, when first held
+            log.debug("source %s: the held change is still pending", feed.id)
+            return
         log.warning(
             "source %s: change held for review (%s); `tariff-notifier sources release %s` "
             "sends it, `sources discard %s` takes it as the baseline",
@@ -383,6 +396,12 @@ class SourceJobs(JobBase):
             feed.id,
             feed.id,
         )
+
+    async def _settled_meanwhile(self, feed_id: str, plan: FeedPlan) -> bool:
+        """Whether every entry this change would remember is stored as it is now (a
+        ``sources release|discard`` committed after this poll read the store)."""
+        stored = await self.store.seen_entries(feed_id, [e.key for e in plan.remember])
+        return all(stored.get(e.key, ("",))[0] == e.content_hash for e in plan.remember)
 
 
 def _view(state: FeedState | None) -> HealthView:
