@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from notifier.config import FeedSection
+from notifier.config import Config, ConfigModel, FeedSection
 from notifier.runtime.health import HealthServer, store_status
 from notifier.runtime.metrics import Metrics
 from notifier.store import Store
@@ -22,6 +22,8 @@ FEEDS = [
     FeedSection(id="fr", url="http://127.0.0.1:9/fr"),
     FeedSection(id="cbp", url="http://127.0.0.1:9/cbp"),
 ]
+# A loaded config with those two feeds (store_status reads its feeds and subscribers).
+CONFIG = Config(ConfigModel(feed=FEEDS), path=Path("/nonexistent/notifier.toml"), rules=[])
 
 Status = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -78,7 +80,11 @@ async def test_healthz_reports_failing_feed_and_queue_from_store(
 
     async def status() -> dict[str, Any]:
         return await store_status(
-            store, FEEDS, started_at=started, next_polls={"fr": next_fr, "cbp": None}
+            store,
+            CONFIG,
+            started_at=started,
+            next_polls={"fr": next_fr, "cbp": None},
+            now=NOW,
         )
 
     base = await serve(Metrics(), status)
@@ -90,6 +96,8 @@ async def test_healthz_reports_failing_feed_and_queue_from_store(
     assert body["queue_depth"] == 0 and body["dead_deliveries"] == 0
     fr = body["feeds"]["fr"]
     assert fr == {
+        "kind": "rss",
+        "state": "ok",  # one failure: not yet `alert_after` (3), and not stale
         "last_poll_at": "2025-05-03T12:00:00Z",
         "last_ok_at": "2025-05-03T11:30:00Z",
         "failures": 1,
@@ -99,10 +107,11 @@ async def test_healthz_reports_failing_feed_and_queue_from_store(
     }
     cbp = body["feeds"]["cbp"]
     assert cbp["failing"] is False and cbp["failures"] == 0 and cbp["next_poll_at"] is None
+    assert body["status"] == "ok" and body["sources"] == body["feeds"]
 
 
 async def test_feed_never_polled_is_listed_and_not_failing(store: Store) -> None:
-    status = await store_status(store, FEEDS, started_at=NOW, next_polls={})
+    status = await store_status(store, CONFIG, started_at=NOW, next_polls={}, now=NOW)
     assert set(status["feeds"]) == {"fr", "cbp"}
     assert status["feeds"]["fr"]["last_poll_at"] is None
     assert status["failing_feeds"] == []
@@ -135,7 +144,7 @@ async def test_unreadable_store_makes_status_down(tmp_path: Path) -> None:
     delete_files(tmp_path, "gone.db*")
     try:
         # The engine reconnects to a fresh, empty file: no tables to read.
-        status = await store_status(store, FEEDS, started_at=NOW, next_polls={})
+        status = await store_status(store, CONFIG, started_at=NOW, next_polls={}, now=NOW)
     finally:
         await store.close()
     assert status["up"] is False
@@ -160,7 +169,7 @@ async def test_metrics_endpoint_exposes_observed_values(
     metrics.set_queue(7, 2)
 
     async def status() -> dict[str, Any]:
-        return await store_status(store, FEEDS, started_at=NOW, next_polls={})
+        return await store_status(store, CONFIG, started_at=NOW, next_polls={}, now=NOW)
 
     base = await serve(metrics, status)
     code, content_type, text = await get(base + "/metrics")

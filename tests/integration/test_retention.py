@@ -283,8 +283,9 @@ async def test_the_daemons_retention_job_forgets_and_counts(
     await hooks.wait_for_count(1, path="/h")
     clock.advance(days=91)
 
-    daemon = Daemon(load_config(path), clock=clock)
-    async with Notifier(daemon.config, clock=clock, parse_in_processes=False) as app:
+    config = load_config(path)
+    daemon = Daemon(config, clock=clock)
+    async with Notifier(config, clock=clock, parse_in_processes=False) as app:
         daemon.notifier = app
         daemon.jobs = Jobs(app)
         assert await app.store.counts() == {"sent": 1}

@@ -101,12 +101,12 @@ def test_json_lists_window_in_time_order_with_reminders(
     assert seen == [
         ("us-reciprocal-baseline", "reminder", "1d"),
         ("us-reciprocal-baseline", "effective", None),
-        # Same spelling as `data.remind_before` of the webhook payload.
-        ("us-232-auto-parts", "reminder", "1w"),
+        # As the config writes it, and as `data.remind_before` of the webhook payload.
+        ("us-232-auto-parts", "reminder", "7d"),
         ("us-232-auto-parts", "reminder", "1d"),
         ("us-232-auto-parts", "effective", None),
         ("us-232-auto-parts", "expired", None),
-        ("at-the-edge", "reminder", "1w"),
+        ("at-the-edge", "reminder", "7d"),
         ("at-the-edge", "reminder", "1d"),
     ]
     stamps = [datetime.fromisoformat(str(i["at"]).replace("Z", "+00:00")) for i in items]
