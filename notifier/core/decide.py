@@ -264,6 +264,9 @@ def decide_calendar(
             now=now,
             catch_up=catch_up,
             detected_at=stored[tr.rule.id][1] if tr.rule.id in stored else now,
+            # The rule as last stored: an expiry shows the rate that applied, not a
+            # later edit seen by the same check.
+            stored=known[tr.rule.id][0] if tr.rule.id in known else None,
         )
         for tr in due
         if tr.event_id not in emitted

@@ -7,8 +7,6 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-import pytest
-
 from notifier.config import load_config
 from notifier.runtime.jobs import Jobs, OnceReport
 from notifier.runtime.runtime import Notifier
@@ -75,11 +73,6 @@ async def test_a_late_alert_says_how_long_after_it_took_effect_it_was_sent(
     assert "while the notifier was down" not in text
 
 
-@pytest.mark.xfail(
-    reason="needs core/decide.py decide_calendar to pass stored=known[rule id][0] to "
-    "transition_event (calendar.rule_at_transition); not this change's file",
-    strict=False,
-)
 async def test_an_expiry_shows_the_rate_that_applied_not_a_later_edit(
     write_config: WriteConfig, smtp: SmtpPeer, clock: FakeClock, state_url: str
 ) -> None:
