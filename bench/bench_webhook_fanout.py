@@ -28,7 +28,9 @@ from peers import WebhookReceiver
 from standardwebhooks import Webhook
 
 from notifier.config import load_config
-from notifier.runtime.runtime import App
+from notifier.runtime.jobs import Jobs
+from notifier.runtime.loop import run as run_loop
+from notifier.runtime.runtime import Notifier
 
 CONCURRENCY = 50  # [delivery] concurrency, the default
 
@@ -64,21 +66,21 @@ remind = []
 async def fan_out(config_path: Path, *, hooks: WebhookReceiver, count: int) -> dict[str, Any]:
     """Baseline, then one announced rule to every subscriber; the drain is timed."""
     config = load_config(config_path)
-    async with App(config, parse_in_processes=False) as app:
-        await app.pipeline.check_calendar()  # the silent baseline
+    async with Notifier(config, parse_in_processes=False) as notifier:
+        await Jobs(notifier).check_calendar()  # the silent baseline
     soon = datetime.now(UTC).replace(microsecond=0) + timedelta(days=40)
     (config_path.parent / "calendar" / "new.toml").write_text(rule_toml("new-rule", effective=soon))
     started = time.perf_counter()
     config = load_config(config_path)
     loaded = time.perf_counter()
     hooks.reset()
-    async with App(config, parse_in_processes=False) as app:
-        report = await app.pipeline.check_calendar()
+    async with Notifier(config, parse_in_processes=False) as notifier:
+        report = await Jobs(notifier).check_calendar()
         planned = time.perf_counter()
         cpu = time.process_time()
         wall_start = time.time()
         drain_start = time.perf_counter()
-        drained = await app.outbox.drain()
+        drained = await notifier.runtime.outbox.drain()
         drain_s = time.perf_counter() - drain_start
         drain_cpu = time.process_time() - cpu
     stats = hooks.stats()
@@ -157,7 +159,7 @@ def sample_body() -> bytes:
 
 def measure_bare(hooks: WebhookReceiver, count: int) -> float:
     hooks.reset()
-    elapsed = asyncio.run(bare_client(hooks, count=count, body=sample_body()))
+    elapsed = run_loop(bare_client(hooks, count=count, body=sample_body()))
     if not hooks.wait_for(count, timeout_s=30):
         raise SystemExit("bare client: the receiver did not count every request")
     return count / elapsed
@@ -177,7 +179,7 @@ def main() -> None:
         for name, slow in (("all_fast", False), ("one_slow", True)):
             with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
                 config = write_config(Path(tmp), hooks=hooks, count=count, slow=slow)
-                runs[name] = asyncio.run(fan_out(config, hooks=hooks, count=count))
+                runs[name] = run_loop(fan_out(config, hooks=hooks, count=count))
             print(f"{name}: {json.dumps(runs[name])}", flush=True)
             bare.append(measure_bare(hooks, count))
             print(f"bare aiohttp: {bare[-1]:.0f}/s", flush=True)

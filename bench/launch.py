@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import asyncio
 
-from notifier.runtime.loop import loop_kind
 
-if loop_kind() == "uvloop":
-    import uvloop
+def main() -> int:
+    from notifier.cli import main as cli_main
+    from notifier.runtime.loop import loop_kind
 
-    # asyncio.run() (Python 3.11) makes its loop through the policy.
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    if loop_kind() == "uvloop":
+        import uvloop
 
-from notifier.cli import main
+        # asyncio.run() (Python 3.11) makes its loop through the policy.
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return cli_main()
 
-raise SystemExit(main())
+
+# The guard matters: spawned parse workers import this file again as __mp_main__.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,6 +12,7 @@ under ``/_ctl/`` (webhook receiver, feed server). Nothing here imports from ``te
     with SmtpSink() as smtp:          # smtp.port, smtp.count(), smtp.window()
     with WebhookReceiver() as hooks:  # hooks.url("/h/1"), hooks.stats(), hooks.arrivals()
     with FeedServer(feeds=200) as fs: # fs.url(7), fs.set(generation=1, mode="etag")
+    with FeedServer(feeds=200, flavour="text") as fs:  # Atom, plain-text summaries
 """
 
 from __future__ import annotations
@@ -270,14 +271,36 @@ def entry_html(feed: int, number: int) -> str:
     )
 
 
-def feed_body(feed: int, *, generation: int, per_generation: int, window: int) -> bytes:
-    """RSS 2.0 for one feed: the newest ``window`` entries after ``generation`` steps.
+def entry_text(feed: int, number: int) -> str:
+    """The same entry description as plain text (no markup), about 550 characters."""
+    country = _COUNTRIES[(feed + number) % len(_COUNTRIES)]
+    goods = _GOODS[(feed * 3 + number) % len(_GOODS)]
+    rate = 10 + (feed + number) % 4 * 5
+    return (
+        f"The Department of Commerce announced that imports of {goods} from {country} "
+        f"will be subject to an additional ad valorem duty of {rate}% starting "
+        f"2025-06-{1 + number % 28:02d}. The notice (docket {feed}-{number}) explains the "
+        "scope of the action, the HTS subheadings covered and the procedure for "
+        "inclusion requests.\n\nImporters should review entries that are in transit and "
+        "consult CBP guidance on the applicable Chapter 99 provisions. Comments are due "
+        "within 30 days of publication in the Federal Register."
+    )
+
+
+def feed_body(
+    feed: int, *, generation: int, per_generation: int, window: int, flavour: str = "html"
+) -> bytes:
+    """One feed: the newest ``window`` entries after ``generation`` steps.
 
     Generation 0 has ``per_generation`` entries; each later generation adds that many
-    new ones at the top.
+    new ones at the top. ``flavour`` ``"html"``: RSS 2.0 with ~600 characters of HTML per
+    description; ``"text"``: Atom with ``type="text"`` summaries (feedparser reports them
+    as text/plain, which rss2email sends as they are: its best case).
     """
     total = per_generation * (generation + 1)
     numbers = range(total - 1, max(total - window, 0) - 1, -1)
+    if flavour == "text":
+        return _atom_body(feed, numbers)
     parts = [
         '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>',
         f"<title>Bench feed {feed}</title><link>https://feeds.example.test/{feed}</link>",
@@ -300,6 +323,30 @@ def feed_body(feed: int, *, generation: int, per_generation: int, window: int) -
     return "".join(parts).encode("utf-8")
 
 
+def _atom_body(feed: int, numbers: range) -> bytes:
+    parts = [
+        '<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">',
+        f"<title>Bench feed {feed}</title><id>urn:bench:feed:{feed}</id>",
+        f'<link href="https://feeds.example.test/{feed}"/>',
+        f"<updated>{_utc(1_745_000_000 + numbers.start * 3600).isoformat()}</updated>",
+    ]
+    for number in numbers:
+        country = _COUNTRIES[(feed + number) % len(_COUNTRIES)]
+        goods = _GOODS[(feed * 3 + number) % len(_GOODS)]
+        stamp = _utc(1_745_000_000 + number * 3600).isoformat()
+        parts.append(
+            "<entry>"
+            f"<title>Notice {feed}-{number}: new duty on {goods} from {country}</title>"
+            f"<id>bench-{feed}-{number}</id>"
+            f'<link href="https://feeds.example.test/{feed}/{number}"/>'
+            f"<published>{stamp}</published><updated>{stamp}</updated>"
+            f'<summary type="text">{escape(entry_text(feed, number))}</summary>'
+            "</entry>"
+        )
+    parts.append("</feed>\n")
+    return "".join(parts).encode("utf-8")
+
+
 def _utc(epoch: int) -> Any:
     from datetime import UTC, datetime
 
@@ -315,8 +362,10 @@ class FeedServer(_PeerProcess):
     that ignores validators).
     """
 
-    def __init__(self, *, feeds: int, per_generation: int = 20, window: int = 40) -> None:
-        super().__init__(feeds=feeds, per_generation=per_generation, window=window)
+    def __init__(
+        self, *, feeds: int, per_generation: int = 20, window: int = 40, flavour: str = "html"
+    ) -> None:
+        super().__init__(feeds=feeds, per_generation=per_generation, window=window, flavour=flavour)
 
     @staticmethod
     def target(conn: Any, options: dict[str, Any]) -> None:
@@ -352,11 +401,19 @@ async def _serve_feeds(conn: Any, options: dict[str, Any]) -> None:
     count = int(options["feeds"])
     per_generation = int(options["per_generation"])
     window = int(options["window"])
+    flavour = str(options.get("flavour", "html"))
+    content_type = "application/atom+xml" if flavour == "text" else "application/rss+xml"
     state: dict[str, Any] = {"mode": "etag", "ok": 0, "not_modified": 0}
 
     def build(generation: int) -> None:
         bodies = [
-            feed_body(f, generation=generation, per_generation=per_generation, window=window)
+            feed_body(
+                f,
+                generation=generation,
+                per_generation=per_generation,
+                window=window,
+                flavour=flavour,
+            )
             for f in range(count)
         ]
         state["bodies"] = bodies
@@ -370,7 +427,7 @@ async def _serve_feeds(conn: Any, options: dict[str, Any]) -> None:
             return web.Response(status=404)
         if state["mode"] == "plain":
             state["ok"] += 1
-            return web.Response(body=state["bodies"][index], content_type="application/rss+xml")
+            return web.Response(body=state["bodies"][index], content_type=content_type)
         etag = state["etags"][index]
         if request.headers.get("If-None-Match") == etag:
             state["not_modified"] += 1
@@ -378,7 +435,7 @@ async def _serve_feeds(conn: Any, options: dict[str, Any]) -> None:
         state["ok"] += 1
         return web.Response(
             body=state["bodies"][index],
-            content_type="application/rss+xml",
+            content_type=content_type,
             headers={"ETag": etag},
         )
 

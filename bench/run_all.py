@@ -1,4 +1,4 @@
-"""Run every benchmark of issue 6, one process each, and print a summary.
+"""Run every benchmark (issues 6 and 13), one process each, and print a summary.
 
     python bench/run_all.py            # the full set (about 15 minutes on 2 cores)
     python bench/run_all.py --quick    # smaller sizes, a few minutes
@@ -21,6 +21,7 @@ from _common import RESULTS, ROOT
 
 BENCHMARKS = {
     "rss2email": "bench_rss2email.py",
+    "fanout": "bench_fanout.py",
     "webhook_fanout": "bench_webhook_fanout.py",
     "poll_cycle": "bench_poll_cycle.py",
     "parse": "bench_parse.py",
@@ -34,9 +35,19 @@ def headline(name: str) -> str:
     data = json.loads((RESULTS / f"{name}.json").read_text())
     if name == "rss2email":
         failed = f"; {len(data['failures'])} runs FAILED" if data.get("failures") else ""
+        each = ", ".join(
+            f"{v}: {d['speedup_vs_rss2email']}x" for v, d in data.get("variants", {}).items()
+        )
+        worst = data["speedup_vs_rss2email"]
+        return f"{worst}x rss2email, worse variant (target 3; {each}){failed}"
+    if name == "fanout":
         return (
-            f"{data['speedup_vs_rss2email']}x rss2email (target 3); pass rate "
-            f"{data['pass_rate_vs_bare']} of bare aiosmtplib (target 0.8){failed}"
+            "; ".join(
+                f"{r['channel']} x {r['subscribers']:,}: {r['ratio']} of bare "
+                f"({r['ours_per_s']:,.0f}/s, {r['peak_rss_mib']} MiB)"
+                for r in data["results"]
+            )
+            + " (target 0.7 at 5,000)"
         )
     if name == "webhook_fanout":
         return (

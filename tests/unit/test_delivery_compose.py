@@ -87,9 +87,12 @@ EVENTS = [*sample_events(), long_entry(sample_events()[-2])]
 def test_spliced_bytes_equal_a_full_render_for_every_recipient(event: Event, url: bool) -> None:
     renderer = Renderer(override_dir=None, timezone=ZONE)
     composer = EmailComposer(sender=SENDER)
-    for sub_id in SUBSCRIBERS:
+    for index, sub_id in enumerate(SUBSCRIBERS):
         out = outgoing(event, sub_id, url=url, renderer=renderer)
         prepared = composer.compose(out)
+        if index == 0:  # an event's first recipient is rendered in full (one render)
+            assert isinstance(prepared, EmailMessage)
+            continue
         assert isinstance(prepared, PreparedEmail), "the fast path was not taken"
         boundary, date_line = parts_of(prepared.payload)
         assert prepared.payload == direct_bytes(out, boundary=boundary, date_line=date_line)

@@ -169,27 +169,43 @@ class EmailComposer:
     def __init__(self, *, sender: str) -> None:
         self._sender = sender
         self._built: dict[tuple[int, str, bool], _Built] = {}
+        # Per event: its first recipient and that recipient's fully rendered message.
+        self._first: dict[tuple[int, str, bool], tuple[Outgoing, EmailMessage]] = {}
         self._date: tuple[int, str] = (0, "")
 
     def compose(self, outgoing: Outgoing) -> PreparedEmail | EmailMessage:
         """The recipient's email as bytes; an :class:`EmailMessage` (built later by the
-        channel, which reports what is wrong with it) when these bytes cannot be made."""
+        channel, which reports what is wrong with it) when these bytes cannot be made.
+
+        The first recipient of an event gets a full render (most feed entries have one
+        recipient, and a template would cost a render more); from the second on, the
+        event's template is built once, checked against that first render, and spliced.
+        """
         delivery = outgoing.delivery
-        built = self._template(outgoing.renderer, outgoing, bool(outgoing.unsubscribe_url))
         message_id = message_id_for(delivery.id, sender=self._sender)
+        key = (id(outgoing.renderer), outgoing.event.id, bool(outgoing.unsubscribe_url))
+        first = self._first.get(key)
+        if first is None or first[0].event != outgoing.event:
+            message = self._slow(outgoing, message_id)
+            self._remember(key, (outgoing, message))
+            return message
+        built = self._template(outgoing.renderer, outgoing, bool(outgoing.unsubscribe_url))
+        if built.exact is None:
+            built.exact = self._check(built, *first)
         if built.exact is False:
             return self._slow(outgoing, message_id)
         try:
             payload = self._splice(built, outgoing, message_id)
         except ValueError:  # an address or value that needs the slow path's checks
-            return self._slow(outgoing, message_id)
+            payload = None
         if payload is None:
             return self._slow(outgoing, message_id)
-        if built.exact is None:
-            built.exact = self._check(built, outgoing, message_id, payload)
-            if not built.exact:
-                return self._slow(outgoing, message_id)
         return PreparedEmail(message_id=message_id, recipient=delivery.target, payload=payload)
+
+    def _remember(self, key: tuple[int, str, bool], first: tuple[Outgoing, EmailMessage]) -> None:
+        if len(self._first) >= _CACHED:
+            self._first.pop(next(iter(self._first)))
+        self._first[key] = first
 
     # --- building ------------------------------------------------------------------------
 
@@ -293,20 +309,21 @@ class EmailComposer:
             headers=unsubscribe_headers(outgoing.unsubscribe_url),
         )
 
-    def _check(self, built: _Built, outgoing: Outgoing, message_id: str, payload: bytes) -> bool:
-        """Whether the spliced bytes equal build_mime of the direct render."""
+    def _check(self, built: _Built, outgoing: Outgoing, message: EmailMessage) -> bool:
+        """Whether splicing gives exactly the bytes that ``build_mime`` makes of a full
+        render (``message``, of ``outgoing``'s recipient), with the same boundary."""
         try:
-            direct = build_mime(
-                self._slow(outgoing, message_id), sender=self._sender, boundary=built.boundary
-            )
+            payload = self._splice(built, outgoing, message.message_id)
+            direct = build_mime(message, sender=self._sender, boundary=built.boundary)
         except ValueError:
             return False
-        # The clock may have ticked between the two builds: compare with our Date.
-        ours = payload.partition(b"\r\nDate: ")[2].partition(b"\r\n")[0]
-        head, _, rest = direct.partition(b"\r\nDate: ")
-        direct = head + b"\r\nDate: " + ours + b"\r\n" + rest.partition(b"\r\n")[2]
-        if direct == payload:
-            return True
+        if payload is not None:
+            # The clock may have ticked between the two builds: compare with our Date.
+            ours = payload.partition(b"\r\nDate: ")[2].partition(b"\r\n")[0]
+            head, _, rest = direct.partition(b"\r\nDate: ")
+            direct = head + b"\r\nDate: " + ours + b"\r\n" + rest.partition(b"\r\n")[2]
+            if direct == payload:
+                return True
         log.warning(
             "the email of %s could not be built once for all recipients; building each "
             "recipient's in full (slower)",

@@ -17,30 +17,41 @@ def paragraphs(text: str | None) -> list[str]:
 
 def wrap(text: str | None, width: int = 72, indent: str = "") -> str:
     """Fill each paragraph to ``width`` columns. Long words (URLs) are never broken."""
-    return "\n\n".join(
-        textwrap.fill(
-            p,
-            width=width,
-            initial_indent=indent,
-            subsequent_indent=indent,
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
-        for p in paragraphs(text)
-    )
+    return "\n\n".join(fill_words(p.split(), width, indent, indent) for p in paragraphs(text))
 
 
 def text_field(label: str, value: Any, *, width: int = 72, label_width: int = 14) -> str:
     """``"  Rate:         25%"`` with a hanging indent when the value wraps."""
     head = f"  {label + ':':<{label_width}}"
-    return textwrap.fill(
-        " ".join(str(value).split()),
-        width=width,
-        initial_indent=head,
-        subsequent_indent=" " * len(head),
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
+    return fill_words(str(value).split(), width, head, " " * len(head))
+
+
+def fill_words(words: list[str], width: int, initial: str, subsequent: str) -> str:
+    """Words (no whitespace inside) filled greedily to ``width`` columns: exactly what
+    ``textwrap.fill`` makes of them joined by single spaces with
+    ``break_long_words=False, break_on_hyphens=False`` (a test compares the two), at a
+    fraction of its cost; wrapping was the largest part of rendering an email."""
+    if width - max(len(initial), len(subsequent)) <= 0:
+        return textwrap.fill(  # textwrap's own error for an indent that leaves no room
+            " ".join(words),
+            width=width,
+            initial_indent=initial,
+            subsequent_indent=subsequent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+    lines: list[str] = []
+    line: list[str] = []
+    used = len(initial)
+    for word in words:
+        if line and used + 1 + len(word) > width:
+            lines.append((subsequent if lines else initial) + " ".join(line))
+            line, used = [], len(subsequent)
+        used += len(word) + (1 if line else 0)
+        line.append(word)
+    if line:
+        lines.append((subsequent if lines else initial) + " ".join(line))
+    return "\n".join(lines)
 
 
 def mrkdwn(text: Any) -> str:
