@@ -337,6 +337,10 @@ class Outbox:
         transaction.
         """
         report = report if report is not None else DrainReport()
+        # Endpoints seen gone are remembered within one drain only: planning records
+        # later deliveries to them as failed, and an operator's `subscribers unblock` or
+        # `deliveries retry` (another process) must take effect at the next drain.
+        self._gone.clear()
         limit = self.config.model.delivery.concurrency
         ahead = limit * CLAIM_AHEAD
         loop = asyncio.get_running_loop()

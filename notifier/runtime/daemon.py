@@ -275,7 +275,9 @@ class Daemon:
 
     def _observe_delivery(self, delivery: Delivery, status: str, latency_s: float) -> None:
         outcome = "retry" if status == "queued" else status
-        self.metrics.observe_delivery(delivery.channel, outcome, latency_s)
+        self.metrics.observe_delivery(
+            delivery.channel, outcome, latency_s, subscriber=delivery.subscriber_id
+        )
 
     async def _delivery_worker(self) -> None:
         """Drain the outbox, then idle until something is due, a wake-up or a stop.
@@ -356,7 +358,12 @@ class Daemon:
             return False
         self.last_reload_error = None
         self.metrics.observe_reload(ok=True)
+        self.metrics.set_config(new)
         self.jobs.forget_blocked()
+        try:
+            await self.jobs.reschedule_digests()
+        except NotifierError as exc:
+            self._store_unreachable(exc, what="digest times")
         await self.health.follow(self.notifier.runtime.health)
         self.metrics.set_feeds(f.id for f in new.feeds)
         await self._calendar_job()
@@ -442,6 +449,11 @@ class Daemon:
     async def _serve(self) -> None:
         # Start-up: calendar first (late transitions, edits while we were down).
         self.metrics.set_feeds(f.id for f in self.config.feeds)
+        self.metrics.set_config(self.config)
+        try:
+            await self.jobs.reschedule_digests()
+        except NotifierError as exc:
+            self._store_unreachable(exc, what="digest times")
         await self._calendar_job(catch_up=True)
         await self._reschedule(first=True)
         self.schedule.every(CALENDAR_SWEEP, self._calendar_job, "calendar-sweep")

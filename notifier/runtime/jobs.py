@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from notifier.core.planning import digest_instants
 from notifier.delivery.outbox import DrainReport
 from notifier.errors import NotifierError
 from notifier.runtime.calendar_jobs import CalendarJobs
@@ -97,16 +98,18 @@ class Jobs(CalendarJobs):
         )
         return pruned
 
+    async def reschedule_digests(self) -> None:
+        """A changed `digest` time moves what already waits for a digest (one digest
+        that day, not two); a removed `digest` sends what waited at once."""
+        rt, now = self.notifier.runtime, self.notifier.clock()
+        instants = digest_instants(rt.config.subscribers, now=now, zone=rt.zone)
+        await self.store.reschedule_digests(instants, now=now)
+
     async def run_once(self) -> OnceReport:
         """One pass: calendar, sources (sending overlaps polling), deliveries, retention."""
         report = OnceReport()
         if self.write:
-            from notifier.core.planning import digest_instants
-
-            # A changed `digest` time moves what already waits for a digest (one digest).
-            rt, now = self.notifier.runtime, self.notifier.clock()
-            instants = digest_instants(rt.config.subscribers, now=now, zone=rt.zone)
-            await self.store.reschedule_digests(instants, now=now)
+            await self.reschedule_digests()
             report.sources.merge(await self.poll_calendar_urls())
         report.sources.merge(await self.check_calendar())
         if not self.write:
