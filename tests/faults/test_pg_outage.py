@@ -1,0 +1,186 @@
+"""PostgreSQL restarted in the middle of a burst, under two `tariff-notifier run` instances
+on one database (issue 12): both keep running, say so once per state change, back off,
+and deliver everything by themselves once the database is back; SIGTERM then exits 0.
+
+The server is stopped and started with ``pg_ctlcluster`` (the cluster of
+``NOTIFIER_TEST_PG_URL``, on this machine); it is started again whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import PG_URL_ENV, WriteConfig, new_secret, pg_database
+from tests.faults import delivery_section, feed_section, webhook_subscriber
+from tests.peers import wait_for
+from tests.peers.daemon import Daemon, free_port
+from tests.peers.feeds import FeedItem, FeedServer
+from tests.peers.webhook import Reply, WebhookPeer
+
+pytestmark = pytest.mark.slow
+
+SUBSCRIBERS = 200
+ENTRIES = 5
+BURST = SUBSCRIBERS * ENTRIES  # 1,000 webhooks
+OUTAGE_S = 5.0
+CLUSTER = os.environ.get("NOTIFIER_TEST_PG_CLUSTER", "15 main").split()
+
+
+def pg_ctl(action: str) -> None:
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", *CLUSTER, action],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def pg_running() -> bool:
+    done = subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", *CLUSTER, "status"],
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
+    return done.returncode == 0
+
+
+@pytest.fixture
+def server_control() -> Iterator[None]:
+    """The right to stop the server: it is running again when the test ends."""
+    if shutil.which("pg_ctlcluster") is None or not pg_running():
+        pytest.skip("needs a local PostgreSQL cluster controlled by pg_ctlcluster")
+    try:
+        yield
+    finally:
+        if not pg_running():
+            pg_ctl("start")
+
+
+@pytest.fixture
+async def pg_url(server_control: None) -> AsyncIterator[str]:
+    admin = os.environ.get(PG_URL_ENV)
+    if not admin:
+        pytest.skip(f"needs PostgreSQL: set {PG_URL_ENV}")
+    async with pg_database(admin) as url:
+        yield url
+
+
+def instance_config(state: str, port: int, feed_url: str, hooks: WebhookPeer, secret: str) -> str:
+    subscribers = "".join(
+        webhook_subscriber(f"s{i}", hooks.url(f"/h{i}"), secret) for i in range(SUBSCRIBERS)
+    )
+    return (
+        f'[notifier]\nstate = "{state}"\nhealth = "127.0.0.1:{port}"\n'
+        + delivery_section(("1s", "1s", "2s", "2s", "4s", "4s", "4s"), timeout="2s", concurrency=10)
+        + feed_section("burst", feed_url, max_changes="100000")
+        + subscribers
+    )
+
+
+async def health_code(port: int) -> int:
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+            session.get(f"http://127.0.0.1:{port}/healthz") as resp,
+        ):
+            return resp.status
+    except (aiohttp.ClientError, TimeoutError):
+        return 0
+
+
+async def test_postgresql_restarted_mid_burst_under_two_instances_loses_nothing(
+    write_config: WriteConfig,
+    hooks: WebhookPeer,
+    feeds: FeedServer,
+    pg_url: str,
+    daemons: list[Daemon],
+) -> None:
+    secret = new_secret()
+    for i in range(SUBSCRIBERS):
+        hooks.set_secret(f"/h{i}", secret)
+    hooks.default = Reply(204, hang_s=0.1)  # at most 200 a second over both instances
+    feeds.feeds["burst"] = [FeedItem("seed", "Seed entry")]
+    ports = [free_port(), free_port()]
+    instances: list[Daemon] = []
+    for index, port in enumerate(ports):
+        path: Path = write_config(
+            instance_config(pg_url, port, feeds.url("burst"), hooks, secret),
+            name=f"instance{index}.toml",
+        )
+        instance = Daemon(path, log_name=f"instance{index}.log")
+        daemons.append(instance)
+        instances.append(instance)
+    await asyncio.gather(*(d.start() for d in instances))
+    await wait_for(lambda: feeds.requests.get("burst", 0) >= 2, timeout_s=30, what="baseline")
+
+    def delivered() -> set[tuple[str, str]]:
+        return {(c.path, c.json["data"]["entry"]["id"]) for c in hooks.calls}
+
+    feeds.feeds["burst"][:0] = [FeedItem(f"e{i}", f"Tariff notice {i}") for i in range(ENTRIES)]
+    await wait_for(lambda: len(delivered()) >= BURST // 6, timeout_s=60, what="the burst under way")
+    pg_ctl("stop")
+    down_at = time.monotonic()
+    at_stop = len(delivered())
+    try:
+        # Both report the store down (503) while it is: they do not pretend to be fine.
+        for port in ports:
+            deadline = time.monotonic() + 20
+            while await health_code(port) != 503:
+                assert time.monotonic() < deadline, f"/healthz on {port} never said 503"
+                await asyncio.sleep(0.2)
+        # The outage itself: a fixed fault duration, not a wait for a condition.
+        await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
+        assert all(not d.exited() for d in instances), "an instance died with the database"
+    finally:
+        pg_ctl("start")
+    up_at = time.monotonic()
+    assert at_stop < BURST, "the outage must hit the middle of the burst"
+
+    await wait_for(lambda: len(delivered()) >= BURST, timeout_s=60, what="every delivery")
+    recovered_s = time.monotonic() - up_at
+    for port in ports:
+        deadline = time.monotonic() + 20
+        while await health_code(port) != 200:
+            assert time.monotonic() < deadline, f"/healthz on {port} never came back"
+            await asyncio.sleep(0.2)
+    assert all(not d.exited() for d in instances)
+    logs = [d.log() for d in instances]
+    codes = [code for code, _ in await asyncio.gather(*(d.stop() for d in instances))]
+
+    ids: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for call in hooks.calls:
+        assert call.verified, call.error
+        ids[(call.path, call.json["data"]["entry"]["id"])].add(call.headers["webhook-id"])
+    assert len(ids) == BURST
+    assert all(len(found) == 1 for found in ids.values()), "a repeat with a new webhook-id"
+    repeats = len(hooks.calls) - BURST
+    # One line per state change from the daemon (not one per job run or per retry), and
+    # a bounded number of ERROR lines in all: the outbox names the attempts in flight
+    # that could not be recorded (at most one line per finished batch, <= concurrency).
+    changes = [log.count("state store unreachable (") for log in logs]
+    errors = [sum(" ERROR " in line for line in log.splitlines()) for log in logs]
+    for log in logs:
+        assert "Traceback" not in log, log[-3000:]
+        assert "Task exception was never retrieved" not in log
+        assert "state store reachable again" in log
+    assert all(1 <= count <= 3 for count in changes), changes
+    assert all(count <= 10 + 6 for count in errors), errors
+    assert codes == [0, 0], codes
+    print(
+        f"\nFIGURE pg-restart: {BURST} webhooks over 2 instances; PostgreSQL stopped after "
+        f"{at_stop}, down {up_at - down_at:.1f} s; all delivered {recovered_s:.1f} s after it "
+        f"started again; {repeats} repeat(s), each with its webhook-id; "
+        f"'state store unreachable' lines per instance {changes}, ERROR lines {errors}; "
+        f"exit codes {codes}"
+    )
