@@ -44,8 +44,10 @@ RETENTION_EVERY = timedelta(hours=1)
 RETENTION_FIRST = timedelta(minutes=2)
 # How often free malloc memory goes back to the system (a few ms; runtime/memory.py).
 MEMORY_TRIM_EVERY = timedelta(minutes=10)
-# The longest back-off of the delivery worker after state-store errors.
-MAX_IDLE_S = 60.0
+# The longest back-off of the delivery worker after state-store errors: short, so that
+# delivery resumes within seconds of the database coming back (a retry while it is down
+# is one refused connection; it is logged once, on the state change).
+MAX_IDLE_S = 5.0
 # How often an idle delivery worker looks for work queued by another process.
 IDLE_CHECK_S = 1.0
 # The first wait after a state-store error; doubled per error, up to MAX_IDLE_S.
@@ -283,7 +285,7 @@ class Daemon:
         """Drain the outbox, then idle until something is due, a wake-up or a stop.
 
         A state-store error never ends the worker: it is logged once, the worker backs
-        off (0.5 s, doubling to a minute) and delivery resumes by itself when the store
+        off (0.5 s, doubling to 5 s) and delivery resumes by itself when the store
         answers again, with nothing lost (claims expire, rows stay)."""
         backoff = STORE_RETRY_S
         while not self.stop_event.is_set():

@@ -157,6 +157,7 @@ class HealthService:
         self.server: HealthServer | None = None
         self._cache: tuple[float, dict[str, Any]] | None = None
         self._refresh: asyncio.Lock = asyncio.Lock()
+        self._store_down = False  # the last snapshot found the store unreadable
 
     @property
     def address(self) -> str | None:
@@ -200,7 +201,17 @@ class HealthService:
             now = time.monotonic()
             if self._cache is None or now - self._cache[0] >= STATUS_TTL_S:
                 self._cache = (now, await read())
+                self._note_store(self._cache[1])
             return dict(self._cache[1])
+
+    def _note_store(self, status: Mapping[str, Any]) -> None:
+        """One log line per change of the store's readability, not one per refresh."""
+        down = status.get("status") == "down"
+        if down and not self._store_down:
+            log.error("health: %s; /healthz answers 503 until it can be read", status.get("error"))
+        elif self._store_down and not down:
+            log.info("health: state store readable again")
+        self._store_down = down
 
 
 def _at(value: datetime | None) -> str | None:
@@ -233,7 +244,7 @@ async def store_status(
         counts = await store.counts()
         gone = await store.gone_endpoints({s.id: s.config_hash for s in config.subscribers})
     except NotifierError as exc:
-        log.error("health: state store unreadable: %s", exc)
+        log.debug("health: state store unreadable: %s", exc)  # HealthService logs changes
         return {
             "up": False,
             "status": "down",
