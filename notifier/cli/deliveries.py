@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from notifier.config import Config
 from notifier.core.model import EVENT_TYPES, Delivery, isoformat_z
 from notifier.core.planning import GONE_PREFIX
-from notifier.delivery.masking import mask_target
+from notifier.delivery.masking import shown_target as masked
 from notifier.store import Store, parse_state_url
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -36,8 +36,7 @@ def shown_target(config: Config, subscriber_id: str, target: str) -> str:
     masked, to scheme and host when it is a secret (every Slack URL, a URL that came
     from ``${VAR}``, the URL of a subscriber no longer configured)."""
     sub = next((s for s in config.subscribers if s.id == subscriber_id), None)
-    secret = sub is None or sub.format == "slack" or target in config.env_values
-    return mask_target(target, secret=secret)
+    return masked(target, subscriber=sub, env_values=config.env_values)
 
 
 def local(config: Config, value: datetime | None) -> str:

@@ -212,7 +212,7 @@ def send_test(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _send_test(config: Config, sub: Subscriber) -> int:
-    from notifier.delivery.masking import mask_target
+    from notifier.delivery.masking import shown_target
     from notifier.runtime.runtime import Notifier
 
     now = datetime.now(UTC)
@@ -236,8 +236,7 @@ async def _send_test(config: Config, sub: Subscriber) -> int:
                 created_at=now,
             )
             result = await _attempt(notifier, delivery, event, sub)
-            secret = sub.format == "slack" or delivery.target in config.env_values
-            shown = mask_target(delivery.target, secret=secret)
+            shown = shown_target(delivery.target, subscriber=sub, env_values=config.env_values)
             print(f"{delivery.channel} {shown}: {result.outcome} {result.detail}".rstrip())
             failures += result.outcome != "sent"
     return EXIT_OK if failures == 0 else EXIT_FAILURE

@@ -8,7 +8,10 @@ there) and never with credentials in them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
+
+from notifier.core.model import Subscriber
 
 #: Hosts whose webhook URLs are credentials in themselves (the path is the token).
 SECRET_HOSTS = frozenset({"hooks.slack.com"})
@@ -32,3 +35,17 @@ def mask_target(target: str, *, secret: bool) -> str:
     if secret or host.lower() in SECRET_HOSTS:
         return f"{parts.scheme}://{netloc}/…"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def shown_target(
+    target: str, *, subscriber: Subscriber | None, env_values: Iterable[str] = ()
+) -> str:
+    """A target as logs, the delivery log and command output may show it: masked to
+    scheme and host when it is a secret (every Slack URL, a URL with a value read from
+    ``${VAR}`` in it, the URL of a subscriber no longer configured)."""
+    secret = (
+        subscriber is None
+        or subscriber.format == "slack"
+        or any(value and value in target for value in env_values)
+    )
+    return mask_target(target, secret=secret)

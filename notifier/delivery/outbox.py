@@ -26,7 +26,7 @@ from notifier.delivery.channels.base import Outgoing
 from notifier.delivery.channels.mime import DEFAULT_SENDER
 from notifier.delivery.channels.registry import Channels, build_channels, channel_key
 from notifier.delivery.digests import drain_digests
-from notifier.delivery.masking import mask_target
+from notifier.delivery.masking import mask_target, shown_target
 from notifier.delivery.render import Renderer
 from notifier.delivery.unsubscribe import unsubscribe_secret, unsubscribe_token
 from notifier.errors import NotifierError
@@ -214,9 +214,6 @@ class Outbox:
                 retry_after_s=result.retry_after_s,
             )
         sub = self.subscriber(delivery.subscriber_id)
-        # TODO(runtime): a webhook whose URL came from ${VAR} is a secret too; Subscriber
-        # does not say so yet, so only Slack URLs (and unknown subscribers') are masked.
-        secret = sub is None or sub.format == "slack"
         return AttemptRecord(
             delivery_id=delivery.id,
             at=now,
@@ -226,7 +223,9 @@ class Outbox:
             next_at=next_at,
             detail=result.detail or None,
             sha256=result.sha256,
-            target_masked=mask_target(delivery.target, secret=secret),
+            target_masked=shown_target(
+                delivery.target, subscriber=sub, env_values=self.config.env_values
+            ),
         )
 
     async def record(

@@ -235,7 +235,7 @@ async def store_status(
     to restart the daemon), and ``up: false`` (503) when the store cannot be read.
     ``config_hash`` names the config this answer was computed for.
     """
-    from notifier.delivery.masking import mask_target
+    from notifier.delivery.masking import shown_target
     from notifier.runtime.metrics import config_hash
 
     subscribers = {s.id: s for s in config.subscribers}
@@ -282,8 +282,7 @@ async def store_status(
     gone_items = []
     for endpoint in gone:
         sub = subscribers.get(endpoint.subscriber_id)
-        secret = sub is None or sub.format == "slack" or endpoint.url in config.env_values
-        target = mask_target(endpoint.url, secret=secret)
+        target = shown_target(endpoint.url, subscriber=sub, env_values=config.env_values)
         gone_items.append(
             {"subscriber": endpoint.subscriber_id, "target": target, "since": _at(endpoint.at)}
         )
