@@ -429,16 +429,21 @@ class _Wording:
     def __init__(self, env: jinja2.Environment, name: str) -> None:
         self._env = env
         self._name = name
+        # Templates never reload (auto_reload is off), so a macro found once stays.
+        self._plain: dict[str, Any] = {}
 
     def __getattr__(self, macro_name: str) -> Any:
         if macro_name.startswith("_"):
             raise AttributeError(macro_name)
-        module = self._env.get_template(self._name).module
-        macro = getattr(module, macro_name)
+        plain = self._plain.get(macro_name)
+        if plain is None:
+            module = self._env.get_template(self._name).module
+            macro = getattr(module, macro_name)
 
-        def plain(*args: Any, **kwargs: Any) -> str:
-            return str(macro(*args, **kwargs))
+            def plain(*args: Any, **kwargs: Any) -> str:
+                return str(macro(*args, **kwargs))
 
+            self._plain[macro_name] = plain
         return plain
 
 
