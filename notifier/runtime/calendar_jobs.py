@@ -128,7 +128,11 @@ class CalendarJobs(SourceJobs):
             await self._record_ok(tx, url, validators_out)
 
         await self._commit(await self._plan(rt, health, now=now), report, now=now, write=accept)
-        report.merge(await self.check_calendar())
+        # A URL's first good version is its baseline, like a feed added later: its
+        # rules join the calendar silently (their future transitions fire when due).
+        if not old:
+            report.baselined.append(url)
+        report.merge(await self.check_calendar(silent=not old))
         return report
 
     async def _stored_url_rules(self, url: str) -> dict[str, Rule] | None:
@@ -196,14 +200,14 @@ class CalendarJobs(SourceJobs):
             now=now,
             catch_up=catch_up,
         )
-        if plan.baseline and not silent:
+        first = not baselined
+        if first:
             report.baselined.append("calendar")
             log.info(
                 "first start: %d calendar rules taken as the baseline (no alerts for them; "
                 "their future transitions will fire)",
                 len(rules),
             )
-        first = not baselined
 
         async def write(tx: Any) -> None:
             await self.store.save_rules(tx, rules, now=now)

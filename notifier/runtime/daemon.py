@@ -456,6 +456,13 @@ class Daemon:
             await self.jobs.reschedule_digests()
         except NotifierError as exc:
             self._store_unreachable(exc, what="digest times")
+        if self.config.model.calendar.urls:
+            # The URLs' last good rules are part of the calendar the start-up check reads.
+            async with self._calendar_lock:
+                try:
+                    await self.jobs.poll_calendar_urls()
+                except NotifierError as exc:
+                    self._store_unreachable(exc, what="calendar URLs")
         await self._calendar_job(catch_up=True)
         await self._reschedule(first=True)
         self.schedule.every(CALENDAR_SWEEP, self._calendar_job, "calendar-sweep")
