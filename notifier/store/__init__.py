@@ -1,7 +1,8 @@
 """The state store: one seam for SQLite and PostgreSQL.
 
 Queries are named methods, grouped by table family (``feeds.py``, ``calendar.py``,
-``queue.py``, ``subscriptions.py``, ``ledger.py``, ``held.py``) over one connector (``engine.py``);
+``queue.py``, ``deliveries.py``, ``subscriptions.py``, ``ledger.py``, ``held.py``) over
+one connector (``engine.py``);
 what differs between the backends lives in ``dialect.py`` and nowhere else; the state URL
 is read in ``url.py``. Write transactions are explicit (``async with store.transaction()
 as tx``) so that a state change, the events it produces and their deliveries commit
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from notifier.errors import StoreError
 from notifier.store.calendar import CalendarQueries
+from notifier.store.deliveries import DeliveryLogQueries
 from notifier.store.dialect import MIGRATION_LOCK, database_errors, dialect_for
 from notifier.store.engine import READ, WRITE, guarded, in_chunks, padded, short, translate
 from notifier.store.feeds import FeedQueries, FeedState, UnchangedPoll
@@ -53,7 +55,13 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 class Store(
-    FeedQueries, CalendarQueries, QueueQueries, SubscriptionQueries, LedgerQueries, HeldQueries
+    FeedQueries,
+    CalendarQueries,
+    QueueQueries,
+    DeliveryLogQueries,
+    SubscriptionQueries,
+    LedgerQueries,
+    HeldQueries,
 ):
     """Async access to the state database."""
 
