@@ -26,6 +26,7 @@ from notifier.delivery.unsubscribe import apply_unsubscribe
 from notifier.errors import NotifierError
 from notifier.runtime.health import HealthService, store_status
 from notifier.runtime.jobs import Jobs, PassReport
+from notifier.runtime.loop import run as run_loop
 from notifier.runtime.memory import limit_malloc_arenas, release_free_memory
 from notifier.runtime.metrics import Metrics
 from notifier.runtime.runtime import Clock, Notifier, utc_now
@@ -417,5 +418,5 @@ def run_daemon(config: Config, args: argparse.Namespace) -> int:
         return await daemon.run()
 
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(main())
+        return run_loop(main())  # uvloop where installed (the `fast` extra)
     return 0
