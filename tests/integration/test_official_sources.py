@@ -289,7 +289,9 @@ async def test_under_run_an_hts_change_arrives(
     setup: Path, hooks: WebhookPeer, publisher: OfficialPublisher, daemons: list[Daemon]
 ) -> None:
     text = setup.read_text()  # noqa: ASYNC240 (a small file, before anything runs)
-    setup.write_text(text.replace('kind = "hts"\n', 'kind = "hts"\nevery = "1s"\n'))  # noqa: ASYNC240
+    text = text.replace('kind = "hts"\n', 'kind = "hts"\nevery = "1s"\n')
+    text = text.replace('kind = "federal-register"\n', 'kind = "federal-register"\nevery = "2s"\n')
+    setup.write_text(text)  # noqa: ASYNC240
     daemon = await Daemon(setup).start()
     daemons.append(daemon)
     from tests.peers import wait_for
@@ -297,9 +299,26 @@ async def test_under_run_an_hts_change_arrives(
     await wait_for(
         lambda: "source hts: first poll" in daemon.log(), timeout_s=30, what="hts baseline"
     )
+    await wait_for(
+        lambda: "source fr: first poll" in daemon.log(), timeout_s=30, what="fr baseline"
+    )
     publisher.files["hts"] = "hts_v2.json"
-    calls = await hooks.wait_for_count(2, path="/parts", timeout_s=30)
-    kinds = sorted(json.loads(c.body)["type"] for c in calls)
-    assert kinds == ["hts.line.changed", "hts.line.removed"]
+    publisher.files["fr1"] = "fr_page1_corrected.json"
+
+    def hts_kinds() -> list[str]:
+        kinds = (json.loads(c.body)["type"] for c in hooks.calls_to("/parts"))
+        return sorted(kind for kind in kinds if kind.startswith("hts."))
+
+    await wait_for(lambda: len(hts_kinds()) >= 2, timeout_s=30, what="the schedule change")
+    assert hts_kinds() == ["hts.line.changed", "hts.line.removed"]
+    # The Federal Register correction, polled on the source's own schedule.
+    await wait_for(
+        lambda: any(
+            json.loads(c.body)["data"].get("entry", {}).get("id") == "C1-2025-05930"
+            for c in hooks.calls_to("/everything")
+        ),
+        timeout_s=60,
+        what="the correction under run",
+    )
     code, _ = await daemon.stop()
     assert code == 0
