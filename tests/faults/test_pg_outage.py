@@ -2,16 +2,19 @@
 on one database (issue 12): both keep running, say so once per state change, back off,
 and deliver everything by themselves once the database is back; SIGTERM then exits 0.
 
-The server is stopped and started with ``pg_ctlcluster`` (the cluster of
-``NOTIFIER_TEST_PG_URL``, on this machine); it is started again whatever happens.
+The test stops and starts a PostgreSQL server of its own (initdb in a temporary folder,
+on a free port), never the machine's shared one: another test run beside this one, or
+another copy of the suite, keeps its database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -33,46 +36,87 @@ SUBSCRIBERS = 200
 ENTRIES = 5
 BURST = SUBSCRIBERS * ENTRIES  # 1,000 webhooks
 OUTAGE_S = 5.0
-CLUSTER = os.environ.get("NOTIFIER_TEST_PG_CLUSTER", "15 main").split()
 
 
-def pg_ctl(action: str) -> None:
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", *CLUSTER, action],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+class PrivateServer:
+    """A PostgreSQL server of this test's own (initdb in a temporary folder, a free port):
+    stopping it cannot disturb another test run sharing the machine's server."""
 
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="tn-pg-", dir="/tmp"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        # PostgreSQL refuses to run as root: the server runs as `postgres` when we are.
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.root, user="postgres")
+        self.root.chmod(0o755)
 
-def pg_running() -> bool:
-    done = subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", *CLUSTER, "status"],
-        capture_output=True,
-        check=False,
-        timeout=30,
-    )
-    return done.returncode == 0
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self.as_user, *args], check=True, capture_output=True, timeout=120)
+
+    def init(self) -> None:
+        self._run(
+            str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        # `-l`: the server must not inherit our pipes (communicate() would wait for it).
+        log = str(self.root / "server.log")
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            log,
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def running(self) -> bool:
+        done = subprocess.run(
+            [*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data), "status"],
+            capture_output=True,
+            check=False,
+            timeout=30,
+        )
+        return done.returncode == 0
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
 
 @pytest.fixture
-def server_control() -> Iterator[None]:
-    """The right to stop the server: it is running again when the test ends."""
-    if shutil.which("pg_ctlcluster") is None or not pg_running():
-        pytest.skip("needs a local PostgreSQL cluster controlled by pg_ctlcluster")
-    try:
-        yield
-    finally:
-        if not pg_running():
-            pg_ctl("start")
-
-
-@pytest.fixture
-async def pg_url(server_control: None) -> AsyncIterator[str]:
-    admin = os.environ.get(PG_URL_ENV)
-    if not admin:
+def server() -> Iterator[PrivateServer]:
+    """A private server for the test to stop and start; removed at the end."""
+    if not os.environ.get(PG_URL_ENV):
         pytest.skip(f"needs PostgreSQL: set {PG_URL_ENV}")
-    async with pg_database(admin) as url:
+    bindir = next((p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")), None)
+    if bindir is None or (os.geteuid() == 0 and shutil.which("runuser") is None):
+        pytest.skip("needs PostgreSQL's initdb and pg_ctl to run a private server")
+    private = PrivateServer(bindir)
+    try:
+        private.init()
+        private.start()
+        yield private
+    finally:
+        if private.running():
+            with contextlib.suppress(subprocess.SubprocessError):
+                private.stop()
+        shutil.rmtree(private.root, ignore_errors=True)
+
+
+@pytest.fixture
+async def pg_url(server: PrivateServer) -> AsyncIterator[str]:
+    async with pg_database(server.url) as url:
         yield url
 
 
@@ -103,6 +147,7 @@ async def test_postgresql_restarted_mid_burst_under_two_instances_loses_nothing(
     write_config: WriteConfig,
     hooks: WebhookPeer,
     feeds: FeedServer,
+    server: PrivateServer,
     pg_url: str,
     daemons: list[Daemon],
 ) -> None:
@@ -129,7 +174,7 @@ async def test_postgresql_restarted_mid_burst_under_two_instances_loses_nothing(
 
     feeds.feeds["burst"][:0] = [FeedItem(f"e{i}", f"Tariff notice {i}") for i in range(ENTRIES)]
     await wait_for(lambda: len(delivered()) >= BURST // 6, timeout_s=60, what="the burst under way")
-    pg_ctl("stop")
+    server.stop()
     down_at = time.monotonic()
     at_stop = len(delivered())
     try:
@@ -143,7 +188,7 @@ async def test_postgresql_restarted_mid_burst_under_two_instances_loses_nothing(
         await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
         assert all(not d.exited() for d in instances), "an instance died with the database"
     finally:
-        pg_ctl("start")
+        server.start()
     up_at = time.monotonic()
     assert at_stop < BURST, "the outage must hit the middle of the burst"
 
