@@ -6,9 +6,7 @@ Waits are on conditions with deadlines (the peers' recorded messages, the daemon
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 
 from tests.conftest import WriteConfig, new_secret
 from tests.peers.daemon import Daemon, free_port
+from tests.peers.daemon import run_cli as cli
 from tests.peers.smtp import SmtpPeer
 from tests.peers.webhook import WebhookPeer
 
@@ -75,21 +74,6 @@ secret = "{secret}"
 origins = ["MX"]
 hts = ["7208"]
 """
-
-
-async def cli(*args: str) -> tuple[int, str, str]:
-    """The CLI as its own process, as an operator runs it beside the daemon."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_send_test_beside_a_running_daemon_sends_a_marked_matching_sample(

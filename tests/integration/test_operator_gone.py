@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from notifier.runtime.runtime import Notifier
 from tests.conftest import FakeClock, WriteConfig, new_secret
 from tests.peers import wait_for
 from tests.peers.daemon import Daemon, free_port
+from tests.peers.daemon import run_cli as cli
 from tests.peers.webhook import WebhookPeer
 
 LATER = (datetime.now(UTC) + timedelta(days=60)).replace(microsecond=0)
@@ -61,20 +61,6 @@ id = "erp"
 webhook = "{hooks.url("/erp")}"
 secret = "{secret}"
 """
-
-
-async def cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def get(url: str) -> tuple[int, str]:
