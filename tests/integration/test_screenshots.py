@@ -18,7 +18,7 @@ import pytest
 
 from notifier.core.model import EVENT_TYPES
 from notifier.delivery.render import Renderer
-from tests.samples import sample_events
+from tests.samples import every_sample_event
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -83,7 +83,7 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     renderer = Renderer(override_dir=None, timezone=ZoneInfo("America/New_York"))
     unsubscribe = "https://alerts.example.com/unsubscribe/compliance-team/tok_4f9a2c"
     pages: dict[str, str] = {}
-    events = sample_events()
+    events = every_sample_event()
     for event in events:
         email = renderer.render_email(
             event, subscriber_id="compliance-team", unsubscribe_url=unsubscribe

@@ -29,6 +29,7 @@ from tests.samples import (
     rule_event,
     sample_event,
     sample_events,
+    schedule_and_source_events,
 )
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -58,52 +59,6 @@ def _with_rate_change(before: str, after: str):
 
 def _rule_fields(rule: Rule) -> dict:
     return {name: getattr(rule, name) for name in rule.__slots__}
-
-
-HTS_LINE = {
-    "htsno": "8708295160",
-    "description": "Parts and accessories of motor vehicles: Other parts: Of iron or steel",
-    "general": "2.5%",
-    "special": "Free (A,AU,CA)",
-    "other": "25%",
-    "units": ["kg"],
-    "footnotes": "See 9903.94.05.",
-    "applies_to": ["8708"],
-    "origins": ["*"],
-}
-DETECTED = datetime(2025, 5, 3, 4, 1, tzinfo=UTC)
-
-
-def schedule_and_source_events() -> list[Event]:
-    """One event of every ``hts.line.*`` and ``source.*`` type, in ``EVENT_TYPES`` order.
-
-    (tests/samples.py covers the rule and entry families.)
-    """
-    changes = [{"field": "general", "from": "2.5%", "to": "2.5% + 25%"}]
-    health = {"source": "usitc-hts", "kind": "hts", "since": "2025-05-02T10:00:00Z"}
-    return [
-        Event("evt_h1", "hts.line.added", DETECTED, {"line": HTS_LINE, "changes": []}),
-        Event("evt_h2", "hts.line.changed", DETECTED, {"line": HTS_LINE, "changes": changes}),
-        Event("evt_h3", "hts.line.removed", DETECTED, {"line": HTS_LINE, "changes": []}),
-        Event(
-            "evt_s1",
-            "source.failing",
-            DETECTED,
-            {**health, "failures": 5, "last_error": "HTTP 503: <b>down</b>"},
-        ),
-        Event("evt_s2", "source.recovered", DETECTED, {**health, "failures": 0}),
-        Event(
-            "evt_s3",
-            "source.held",
-            DETECTED,
-            {
-                "source": "usitc-hts",
-                "kind": "hts",
-                "would_emit": {"hts.line.changed": 340, "hts.line.added": 2},
-                "examples": ["8708.29.51.60 general 2.5% -> 2.5% + 25%"],
-            },
-        ),
-    ]
 
 
 def test_samples_cover_every_event_type() -> None:
