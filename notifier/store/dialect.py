@@ -15,6 +15,7 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,30 @@ class Dialect:
     def claimable(self, select: sa.Select[Any]) -> sa.Select[Any]:
         """``select`` made safe for claiming queue rows against other workers."""
         return select
+
+    # --- driver SQL (the queue's hot statements, ``store/queue_sql.py``) --------------------
+    #
+    # Written once with ``?`` placeholders and run with ``exec_driver_sql`` on rows already
+    # in the driver's types: SQLAlchemy then processes no parameter and no result value in
+    # Python (its per-row bind processing was most of the store's cost per delivery).
+
+    #: Appended to the sub-select that picks queue rows to claim.
+    claim_lock = ""
+
+    def sql(self, text: str) -> str:
+        """``text`` in the driver's parameter style (``?`` as written: qmark)."""
+        return text
+
+    def db_time(self, moment: datetime | None) -> Any:
+        """An aware datetime as the driver stores it (as ``schema.UTCDateTime`` does)."""
+        return moment
+
+    def py_time(self, value: Any) -> datetime | None:
+        """A stored time as read by the driver, as an aware UTC datetime."""
+        if value is None:
+            return None
+        moment: datetime = value
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
     # --- locks ------------------------------------------------------------------------------
 
@@ -199,6 +224,20 @@ class SqliteDialect(Dialect):
     def _insert(self, table: sa.Table) -> Any:
         return sqlite.insert(table)
 
+    def db_time(self, moment: datetime | None) -> Any:
+        # SQLAlchemy's SQLite DATETIME text, naive UTC with all six fractional digits:
+        # the queue compares these strings (``next_at <= ?``), so the form must not vary.
+        if moment is None:
+            return None
+        if moment.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    def py_time(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
     def write_lock(self) -> AbstractAsyncContextManager[Any]:
         return self._writer
 
@@ -230,6 +269,17 @@ class PostgresDialect(Dialect):
     def claimable(self, select: sa.Select[Any]) -> sa.Select[Any]:
         return select.with_for_update(skip_locked=True)
 
+    claim_lock = " FOR UPDATE SKIP LOCKED"
+
+    def sql(self, text: str) -> str:
+        # asyncpg numbers its parameters ($1, $2, ...); the statements hold no literal "?".
+        return _numbered(text)
+
+    def db_time(self, moment: datetime | None) -> Any:
+        if moment is not None and moment.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return moment
+
     async def try_advisory_lock(self, conn: AsyncConnection, key: int) -> bool:
         return bool(await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(key))))
 
@@ -253,6 +303,15 @@ class PostgresDialect(Dialect):
 # SQLSTATEs that mean "no usable server": connection exceptions, shutdown and start-up,
 # no such database, too many connections (PostgreSQL docs, appendix A).
 _UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03", "3D000", "53300")
+
+
+@functools.cache
+def _numbered(text: str) -> str:
+    parts = text.split("?")
+    out = [parts[0]]
+    for number, part in enumerate(parts[1:], start=1):
+        out += [f"${number}", part]
+    return "".join(out)
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

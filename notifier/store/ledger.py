@@ -10,7 +10,7 @@ transaction that records the attempt.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -22,6 +22,7 @@ from notifier.store import schema as t
 from notifier.store.engine import READ, Connector, guarded, in_chunks
 
 if TYPE_CHECKING:
+    from notifier.store.dialect import Dialect
     from notifier.store.queue import AttemptRecord
 
 __all__ = ["LedgerQueries", "mask_target", "write_ledger"]
@@ -41,41 +42,70 @@ def mask_target(target: str) -> str:
     return f"{parts.scheme.lower()}://{host}{port}{rest}"
 
 
-async def write_ledger(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> None:
-    """The ledger rows of ``records``, in the caller's transaction. The delivery and event
-    metadata is read in that transaction (a delivery unknown to the store gets none)."""
+_INSERT = (
+    "INSERT INTO ledger (delivery_id, event_id, event_type, subscriber_id, channel, target, "
+    "attempt, at, outcome, status, detail, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+async def write_ledger(
+    conn: AsyncConnection,
+    dialect: Dialect,
+    records: Sequence[AttemptRecord],
+    *,
+    time: Callable[[datetime], Any] | None = None,
+) -> None:
+    """The ledger rows of ``records``, in the caller's transaction (driver SQL, as the
+    queue's other hot statements: ``store/queue_sql.py``).
+
+    A record that carries its delivery's metadata (event, type, subscriber, channel: the
+    outbox's do) is written as it is; for the others it is read in this transaction (a
+    delivery unknown to the store gets none). ``time`` converts instants for the driver
+    (``Dialect.db_time`` when None)."""
+    if not records:
+        return
+    about = await _metadata(conn, [r.delivery_id for r in records if r.event_type is None])
+    to_db = time or dialect.db_time
+    rows_out = []
+    for r in records:
+        target = r.target_masked
+        if r.event_type is not None:
+            meta: tuple[Any, ...] = (r.event_id, r.event_type, r.subscriber_id, r.channel)
+        else:
+            known = about.get(r.delivery_id)
+            meta = (None, None, None, None)
+            if known is not None:
+                meta = (known.event_id, known.type, known.subscriber_id, known.channel)
+                if target is None:
+                    target = mask_target(known.target)
+        rows_out.append(
+            (
+                r.delivery_id,
+                *meta,
+                target,
+                r.attempts,
+                to_db(r.at),
+                r.outcome,
+                r.status,
+                r.detail,
+                r.sha256,
+            )
+        )
+    await conn.exec_driver_sql(dialect.sql(_INSERT), rows_out)
+
+
+async def _metadata(conn: AsyncConnection, delivery_ids: Sequence[str]) -> dict[str, Any]:
+    """Event id and type, subscriber, channel and target of the deliveries known."""
     d, e = t.deliveries.c, t.events.c
     about: dict[str, Any] = {}
-    for chunk in in_chunks(r.delivery_id for r in records):
+    for chunk in in_chunks(delivery_ids):
         rows = await conn.execute(
             sa.select(d.id, d.event_id, d.subscriber_id, d.channel, d.target, e.type)
             .join(t.events, e.id == d.event_id)
             .where(d.id.in_(chunk))
         )
         about.update({row.id: row for row in rows})
-    rows_out = []
-    for r in records:
-        known = about.get(r.delivery_id)
-        target = r.target_masked
-        if target is None and known is not None:
-            target = mask_target(known.target)
-        rows_out.append(
-            {
-                "delivery_id": r.delivery_id,
-                "event_id": known.event_id if known is not None else None,
-                "event_type": known.type if known is not None else None,
-                "subscriber_id": known.subscriber_id if known is not None else None,
-                "channel": known.channel if known is not None else None,
-                "target": target,
-                "attempt": r.attempts,
-                "at": r.at,
-                "outcome": r.outcome,
-                "status": r.status,
-                "detail": r.detail,
-                "sha256": r.sha256,
-            }
-        )
-    await conn.execute(t.ledger.insert(), rows_out)
+    return about
 
 
 def _since(query: sa.Select[Any], since: datetime | None) -> sa.Select[Any]:

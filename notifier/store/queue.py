@@ -21,6 +21,7 @@ from notifier.store import schema as t
 from notifier.store.dialect import DIGEST_LOCK
 from notifier.store.engine import READ, WRITE, Connector, guarded, in_chunks, padded
 from notifier.store.ledger import write_ledger
+from notifier.store.queue_sql import claim_deliveries, insert_deliveries, record_results
 
 __all__ = ["AttemptRecord", "QueueQueries"]
 
@@ -32,6 +33,9 @@ class AttemptRecord:
     ``sha256`` is the hash of the exact bytes sent (the webhook body, the whole email
     message), for the ledger. ``target_masked`` is the target as the ledger may show it
     (no secret); None: an http(s) URL is kept as scheme and host, an address as it is.
+    ``event_id``, ``event_type``, ``subscriber_id`` and ``channel`` are the delivery's,
+    for its ledger row, when the caller knows them (the outbox does); with ``event_type``
+    None they are read from the store.
     """
 
     delivery_id: str
@@ -43,6 +47,10 @@ class AttemptRecord:
     detail: str | None
     sha256: str | None = None
     target_masked: str | None = None
+    event_id: str | None = None
+    event_type: str | None = None
+    subscriber_id: str | None = None
+    channel: str | None = None
 
 
 def delivery_from_row(row: Any) -> Delivery:
@@ -131,27 +139,7 @@ class QueueQueries(Connector):
                 for event, _ in fresh
             ],
         )
-        rows = [
-            {
-                "id": d.id,
-                "event_id": d.event_id,
-                "subscriber_id": d.subscriber_id,
-                "channel": d.channel,
-                "target": d.target,
-                "status": d.status,
-                "attempts": d.attempts,
-                "next_at": d.next_at,
-                "created_at": d.created_at,
-                "updated_at": d.created_at,
-                "digest_at": d.digest_at,
-                # Set for a delivery planned as failed (a gone endpoint: planning).
-                "last_error": d.last_error,
-            }
-            for _, deliveries in fresh
-            for d in deliveries
-        ]
-        if rows:
-            await conn.execute(self.dialect.insert_ignore(t.deliveries, "id"), rows)
+        await insert_deliveries(conn, self.dialect, [d for _, ds in fresh for d in ds])
         return [event for event, _ in fresh]
 
     @guarded(READ)
@@ -195,29 +183,13 @@ class QueueQueries(Connector):
         digest: bool = False,
     ) -> list[Delivery]:
         """``claim_due`` inside the caller's transaction."""
-        c = t.deliveries.c
-        due = (
-            (c.status == "queued")
-            & (c.next_at <= now)
-            & ((c.claimed_until.is_(None)) | (c.claimed_until < now))
-        )
-        due &= c.digest_at.is_not(None) if digest else c.digest_at.is_(None)
-        pick = self.dialect.claimable(sa.select(c.id).where(due).order_by(c.next_at).limit(limit))
         # A digest is one email for a whole group of rows: let one instance at a
         # time claim digests, so a group is never split between two senders.
         if digest and not await self.dialect.try_advisory_lock(conn, DIGEST_LOCK):
             return []
-        ids = [r.id for r in await conn.execute(pick)]
-        if not ids:
-            return []
-        await conn.execute(
-            t.deliveries.update()
-            .where(c.id.in_(padded(ids)))
-            .values(claimed_until=now + lease, claimed_by=worker)
+        return await claim_deliveries(
+            conn, self.dialect, now=now, limit=limit, worker=worker, lease=lease, digest=digest
         )
-        rows = await conn.execute(sa.select(t.deliveries).where(c.id.in_(padded(ids))))
-        order = {delivery_id: i for i, delivery_id in enumerate(ids)}
-        return sorted((delivery_from_row(r) for r in rows), key=lambda d: order[d.id])
 
     @guarded(READ)
     async def next_due_at(self) -> datetime | None:
@@ -263,50 +235,8 @@ class QueueQueries(Connector):
 
     async def _record(self, conn: AsyncConnection, records: Sequence[AttemptRecord]) -> None:
         """``record_attempts`` inside the caller's transaction."""
-        c = t.deliveries.c
-        update = (
-            t.deliveries.update()
-            .where(c.id == sa.bindparam("b_id"))
-            .values(
-                status=sa.bindparam("b_status"),
-                attempts=sa.bindparam("b_attempts"),
-                next_at=sa.bindparam("b_next_at"),
-                updated_at=sa.bindparam("b_now"),
-                last_error=sa.bindparam("b_error"),
-                sent_at=sa.bindparam("b_sent_at"),
-                claimed_until=None,
-                claimed_by=None,
-            )
-        )
-        await conn.execute(
-            update,
-            [
-                {
-                    "b_id": r.delivery_id,
-                    "b_status": r.status,
-                    "b_attempts": r.attempts,
-                    "b_next_at": r.next_at,
-                    "b_now": r.at,
-                    "b_error": r.detail if r.outcome != "sent" else None,
-                    "b_sent_at": r.at if r.outcome == "sent" else None,
-                }
-                for r in records
-            ],
-        )
-        await conn.execute(
-            t.delivery_attempts.insert(),
-            [
-                {
-                    "delivery_id": r.delivery_id,
-                    "attempt": r.attempts,
-                    "at": r.at,
-                    "outcome": r.outcome,
-                    "detail": r.detail,
-                }
-                for r in records
-            ],
-        )
-        await write_ledger(conn, records)
+        time = await record_results(conn, self.dialect, records)
+        await write_ledger(conn, self.dialect, records, time=time)
 
     @guarded(WRITE)
     async def release_claims(self, worker: str) -> None:
