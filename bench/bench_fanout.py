@@ -132,7 +132,19 @@ def run_ours(
         if profile is not None:
             out = profile / f"{channel}-{count}.txt"  # collapsed stacks (flamegraph.pl input)
             spy = subprocess.Popen(
-                ["py-spy", "record", "-p", str(proc.pid), "-o", str(out), "-f", "raw", "-r", "100"],
+                [
+                    "py-spy",
+                    "record",
+                    "--nonblocking",
+                    "-p",
+                    str(proc.pid),
+                    "-o",
+                    str(out),
+                    "-f",
+                    "raw",
+                    "-r",
+                    "250",
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

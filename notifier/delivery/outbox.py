@@ -1,7 +1,8 @@
 """The delivery side: claim due deliveries, render, send through a channel, record.
 
-Each delivery is its own task under a concurrency bound, so one slow or dead endpoint
-holds one slot, never the queue. A delivery's id is fixed when its row is written (with
+A drain (``delivery.drain``) sends claimed deliveries through up to ``[delivery]
+concurrency`` long-lived senders, so one slow or dead endpoint holds one sender, never
+the queue. A delivery's id is fixed when its row is written (with
 the event, in one transaction); it is the ``webhook-id`` and the ``Message-ID`` of every
 attempt, so a retry after a crash is recognisably the same message. Digests (one email
 for many events) are ``delivery.digests``.
@@ -10,22 +11,22 @@ for many events) are ``delivery.digests``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from notifier.config import Config
 from notifier.core.model import Delivery, Event, SendResult, Subscriber
 from notifier.core.planning import next_attempt
-from notifier.delivery.channels.base import Outgoing
+from notifier.delivery.channels.base import Channel, Outgoing
 from notifier.delivery.channels.mime import DEFAULT_SENDER
 from notifier.delivery.channels.registry import Channels, build_channels, channel_key
 from notifier.delivery.digests import drain_digests
+from notifier.delivery.drain import Drain
 from notifier.delivery.masking import mask_target, shown_target
 from notifier.delivery.render import Renderer
 from notifier.delivery.unsubscribe import unsubscribe_secret, unsubscribe_token
@@ -45,9 +46,11 @@ REFILL_S = 1.0
 #: wake-up. A crash in between loses no delivery: the unrecorded ones are attempted
 #: again, with the same ids.
 RECORD_EVERY_S = 0.05
-#: Deliveries claimed ahead of the free slots, as a multiple of ``[delivery]
+#: Deliveries claimed ahead of the free senders, as a multiple of ``[delivery]
 #: concurrency``: each claim then serves many attempts (``lease`` allows for the wait).
 CLAIM_AHEAD = 2
+#: Most targets whose shown form is remembered (one per subscriber and target).
+_MAX_SHOWN = 100_000
 #: The detail of a delivery not sent because its endpoint already answered 410 Gone.
 GONE_DETAIL = "not sent: the endpoint answered 410 Gone (until its config entry changes)"
 
@@ -65,8 +68,11 @@ class DrainReport:
     outcomes: list[tuple[str, str, str]] = field(default_factory=list)  # (id, outcome, detail)
 
     def add(self, delivery_id: str, status: str, detail: str) -> None:
-        counter = "retry" if status == "queued" else status
-        setattr(self, counter, getattr(self, counter) + 1)
+        if status == "sent":
+            self.sent += 1
+        else:
+            counter = "retry" if status == "queued" else status
+            setattr(self, counter, getattr(self, counter) + 1)
         self.outcomes.append((delivery_id, status, detail))
 
 
@@ -111,6 +117,8 @@ class Outbox:
         self.on_gone: Callable[[str, str], None] | None = None
         self._unsubscribe_secret: str | None = None
         self._subscribers = {s.id: s for s in config.subscribers}
+        self._shown: dict[tuple[str, str], str] = {}  # (subscriber, target) -> shown
+        self._channel_of: dict[tuple[str, str], Channel[Any]] = {}  # (channel, format)
         # (subscriber, target) -> the subscriber's config hash when the endpoint said 410.
         self._gone: dict[tuple[str, str], str] = {}
         self._wake: asyncio.Event | None = None  # set while a drain runs
@@ -119,6 +127,7 @@ class Outbox:
     def reconfigure(self, config: Config, renderer: Renderer) -> None:
         self.config, self.renderer = config, renderer
         self._subscribers = {s.id: s for s in config.subscribers}
+        self._shown.clear()  # a subscriber's format or ${VAR} values may have changed
 
     def notify(self) -> None:
         """New deliveries were committed: a running drain claims them into free slots now
@@ -165,15 +174,29 @@ class Outbox:
 
     async def attempt(self, delivery: Delivery, event: Event) -> SendResult:
         """Render and send one delivery through its channel (no bookkeeping)."""
-        sub = self.subscriber(delivery.subscriber_id)
+        prepared = await self._prepare(delivery, event)
+        if isinstance(prepared, SendResult):
+            return prepared
+        channel, message = prepared
+        result: SendResult = await channel.send(message)
+        return result
+
+    async def _prepare(
+        self, delivery: Delivery, event: Event
+    ) -> tuple[Channel[Any], Any] | SendResult:
+        """The channel and message of one delivery, or the result when it cannot go."""
+        sub = self._subscribers.get(delivery.subscriber_id)
         if sub is None:
             return SendResult("failed", "subscriber is no longer in the config")
-        if self._gone.get((sub.id, delivery.target)) == sub.config_hash:
+        if self._gone and self._gone.get((sub.id, delivery.target)) == sub.config_hash:
             return SendResult("failed", GONE_DETAIL)
-        try:
-            channel = self.channels[channel_key(delivery.channel, format=sub.format)]
-        except KeyError:
-            return SendResult("failed", f"no {sub.format!r} channel for {delivery.channel}")
+        channel = self._channel_of.get((delivery.channel, sub.format))
+        if channel is None:
+            try:
+                channel = self.channels[channel_key(delivery.channel, format=sub.format)]
+            except KeyError:
+                return SendResult("failed", f"no {sub.format!r} channel for {delivery.channel}")
+            self._channel_of[(delivery.channel, sub.format)] = channel
         unsubscribe = None  # only email carries the link (RFC 8058)
         if delivery.channel == "email":
             unsubscribe = await self.unsubscribe_url(sub, delivery.target)
@@ -184,13 +207,19 @@ class Outbox:
             renderer=self.renderer,
             unsubscribe_url=unsubscribe,
         )
-        return await channel.send(channel.message(outgoing))
+        return channel, channel.message(outgoing)
 
     async def _attempt_safely(self, delivery: Delivery, event: Event | None) -> SendResult:
+        # `attempt` inlined: the send is awaited here, one coroutine fewer to resume
+        # at each step of every request.
         try:
             if event is None:
                 return SendResult("failed", "event missing from the store")
-            result = await self.attempt(delivery, event)
+            prepared = await self._prepare(delivery, event)
+            if isinstance(prepared, SendResult):
+                return prepared
+            channel, message = prepared
+            result: SendResult = await channel.send(message)
         except Exception as exc:  # a bug or a template error must not stop the others
             log.exception("delivery %s raised", delivery.id)
             return SendResult("retry", f"internal error: {type(exc).__name__}: {exc}"[:500])
@@ -202,47 +231,74 @@ class Outbox:
 
     # --- recording ---------------------------------------------------------------------
 
-    def _outcome(self, delivery: Delivery, result: SendResult, now: datetime) -> AttemptRecord:
-        """The delivery's state after this attempt: sent, failed, queued again, or dead."""
+    def _outcome(
+        self, delivery: Delivery, result: SendResult, now: datetime, event: Event | None
+    ) -> AttemptRecord:
+        """The delivery's state after this attempt: sent, failed, queued again, or dead.
+
+        With its ``event``, the record carries the ledger's metadata (no read for it)."""
         attempts = delivery.attempts + 1
         next_at = None
-        if result.outcome == "retry":
+        outcome = result.outcome
+        if outcome == "retry":
             next_at = next_attempt(
                 attempts=attempts,
                 backoff=self.config.model.delivery.backoff,
                 now=now,
                 retry_after_s=result.retry_after_s,
             )
-        sub = self.subscriber(delivery.subscriber_id)
         return AttemptRecord(
             delivery_id=delivery.id,
             at=now,
-            outcome=result.outcome,
-            status=delivery_status(result.outcome, next_at=next_at),
+            outcome=outcome,
+            status=delivery_status(outcome, next_at=next_at),
             attempts=attempts,
             next_at=next_at,
             detail=result.detail or None,
             sha256=result.sha256,
-            target_masked=shown_target(
-                delivery.target, subscriber=sub, env_values=self.config.env_values
-            ),
+            target_masked=self._shown_target(delivery),
+            event_id=delivery.event_id if event is not None else None,
+            event_type=event.type if event is not None else None,
+            subscriber_id=delivery.subscriber_id,
+            channel=delivery.channel,
         )
+
+    def _shown_target(self, delivery: Delivery) -> str:
+        """``shown_target`` of a delivery's target, once per subscriber and target."""
+        key = (delivery.subscriber_id, delivery.target)
+        shown = self._shown.get(key)
+        if shown is None:
+            if len(self._shown) >= _MAX_SHOWN:
+                self._shown.clear()
+            shown = self._shown[key] = shown_target(
+                delivery.target,
+                subscriber=self._subscribers.get(delivery.subscriber_id),
+                env_values=self.config.env_values,
+            )
+        return shown
 
     async def record(
         self, finished: Sequence[tuple[Delivery, SendResult]], report: DrainReport
     ) -> None:
         """Record a batch of finished attempts in one transaction, then report them."""
-        await self._record_and_claim(finished, report, want=0)
+        await self.record_and_claim(finished, report, want=0)
 
-    async def _record_and_claim(
-        self, finished: Sequence[tuple[Delivery, SendResult]], report: DrainReport, *, want: int
+    async def record_and_claim(
+        self,
+        finished: Sequence[tuple[Delivery, SendResult]],
+        report: DrainReport,
+        *,
+        want: int,
+        events: Mapping[str, Event] | None = None,
     ) -> list[Delivery]:
         """Record finished attempts and claim up to ``want`` due deliveries, in one
         transaction. A failure to record is logged and reported (the deliveries stay
         claimed and are attempted again, with the same ids); a failure to claim as well
-        leaves as the store's error."""
+        leaves as the store's error. ``events`` (by id) gives the ledger rows their
+        event's type without a read."""
         now = self.clock()
-        records = [self._outcome(d, r, now) for d, r in finished]
+        events = events or {}
+        records = [self._outcome(d, r, now, events.get(d.event_id)) for d, r in finished]
         try:
             batch = await self.store.record_and_claim(
                 records, now=now, limit=want, worker=self.worker, lease=self.lease
@@ -328,11 +384,12 @@ class Outbox:
     ) -> DrainReport:
         """Send everything due now; return when nothing due is left or ``stop`` is set.
 
-        Keeps up to ``[delivery] concurrency`` attempts in flight. Free slots are filled
-        as soon as an attempt finishes, :meth:`notify` says new work was committed, or
-        ``REFILL_S`` passes, so a slow endpoint delays only its own deliveries. The
-        store is written at most once per ``RECORD_EVERY_S`` while attempts run: the
-        attempts that finished meanwhile are recorded, and the next claim made, in one
+        Keeps up to ``[delivery] concurrency`` attempts in flight (``delivery.drain``).
+        Free senders take claimed work as soon as it is claimed; claims are made when the
+        claimed-ahead work runs low, :meth:`notify` says new work was committed, or
+        ``REFILL_S`` passes, so a slow endpoint delays only its own deliveries. The store
+        is written at most once per ``RECORD_EVERY_S`` while attempts run: the attempts
+        that finished meanwhile are recorded, and the next claim made, in one
         transaction.
         """
         report = report if report is not None else DrainReport()
@@ -340,99 +397,29 @@ class Outbox:
         # later deliveries to them as failed, and an operator's `subscribers unblock` or
         # `deliveries retry` (another process) must take effect at the next drain.
         self._gone.clear()
-        limit = self.config.model.delivery.concurrency
-        ahead = limit * CLAIM_AHEAD
-        loop = asyncio.get_running_loop()
-        wake = self._wake = asyncio.Event()
-        # Finished attempts land in a list and set `wake`: waiting costs the same whatever
-        # the number in flight (asyncio.wait on 50 tasks re-arms 50 callbacks per wake-up).
-        done: list[tuple[Delivery, SendResult]] = []
-        tasks: set[asyncio.Task[None]] = set()
-        relay = asyncio.create_task(_set_when(stop, wake)) if stop is not None else None
-
-        async def attempt(delivery: Delivery, event: Event | None) -> None:
-            done.append((delivery, await self._attempt_safely(delivery, event)))
-            wake.set()
-
-        # Claimed ahead (at most `ahead`), so a claim transaction serves many attempts.
-        ready: deque[Delivery] = deque()
-        events: dict[str, Event] = {}
-        more = True  # the last claim may have left due work behind
-        written_at = looked_at = loop.time()
-        # The store round (record what finished, claim what is next) runs beside the
-        # attempts, one at a time: slots keep filling from `ready` while it commits.
-        writer: asyncio.Task[list[Delivery]] | None = None
-        writer_wants = 0
+        drain = Drain(
+            self,
+            stop=stop,
+            report=report,
+            refill_s=REFILL_S,
+            record_every_s=RECORD_EVERY_S,
+            claim_ahead=CLAIM_AHEAD,
+        )
+        self._wake = drain.wake
         try:
-            while True:
-                stopping = stop is not None and stop.is_set()
-                if writer is not None and writer.done():
-                    batch = writer.result()  # a failed claim leaves as the store's error
-                    writer = None
-                    if writer_wants:
-                        more = len(batch) == writer_wants
-                        await self._add_events(batch, events)
-                        ready.extend(batch)
-                if writer is None:
-                    claim = more and not stopping and len(ready) <= limit
-                    due = loop.time() - written_at >= RECORD_EVERY_S
-                    if claim or (done and (due or stopping or not tasks or len(done) >= ahead)):
-                        finished, done[:] = list(done), []
-                        writer_wants = ahead - len(ready) if claim else 0
-                        writer = asyncio.create_task(
-                            self._record_and_claim(finished, report, want=writer_wants)
-                        )
-                        writer.add_done_callback(lambda _task: wake.set())
-                        written_at = loop.time()
-                while ready and len(tasks) < limit and not stopping:
-                    delivery = ready.popleft()
-                    task = asyncio.create_task(attempt(delivery, events.get(delivery.event_id)))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                if not tasks and not done and writer is None:
-                    break
-                # Wait for a finished attempt or store round, new work, or the next write.
-                timeout_s = max(0.0, looked_at + REFILL_S - loop.time())
-                if done and writer is None:
-                    timeout_s = min(timeout_s, max(0.0, written_at + RECORD_EVERY_S - loop.time()))
-                await _wait(wake, timeout_s)
-                # Due work appears through notify() or another instance: look for it when
-                # told, and every REFILL_S (a finished attempt alone adds none due now).
-                if self._notified or loop.time() - looked_at >= REFILL_S:
-                    self._notified = False
-                    more = True
-                    looked_at = loop.time()
+            await drain.run()
         finally:
             self._wake = None
-            if relay is not None:
-                relay.cancel()
-            if writer is not None and not writer.done():
-                with contextlib.suppress(Exception):
-                    await writer
         # Stopped with claims not started: they return to the queue at the release of
         # this worker's claims on shutdown, or when their lease runs out.
         await self.drain_digests(report)
         return report
 
-    async def _add_events(self, batch: Sequence[Delivery], events: dict[str, Event]) -> None:
-        missing = {d.event_id for d in batch} - events.keys()
-        if missing:
-            events.update(await self.store.events_by_id(missing))
+    def take_notified(self) -> bool:
+        """Whether :meth:`notify` was called since the last call (for the drain)."""
+        notified, self._notified = self._notified, False
+        return notified
 
     async def drain_digests(self, report: DrainReport) -> None:
         """Send the digests whose time has come: one email per subscriber address."""
         await drain_digests(self, report)
-
-
-async def _wait(wake: asyncio.Event, timeout_s: float) -> None:
-    """Until ``wake`` is set or ``timeout_s`` passes; then clear it."""
-    if timeout_s > 0 and not wake.is_set():
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await wake.wait()
-    wake.clear()
-
-
-async def _set_when(source: asyncio.Event, target: asyncio.Event) -> None:
-    await source.wait()
-    target.set()

@@ -39,6 +39,7 @@ RETRY_AFTER_MAX_S = 86_400.0
 DEFAULT_USER_AGENT = "tariff-notifier/0.1"
 _SNIPPET_BYTES = 200  # of a failure's response body, for the delivery log
 _RETRY_STATUSES = frozenset({408, 429})
+_MAX_HASHED_BODIES = 64
 
 
 def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
@@ -106,6 +107,7 @@ class HttpPoster:
         self._session = session
         self._own_session = session is None
         self.base_headers = {"Content-Type": "application/json", "User-Agent": user_agent}
+        self._hashes: dict[bytes, str] = {}
 
     async def open(self) -> None:
         if self._session is None or (self._own_session and self._session.closed):
@@ -127,47 +129,62 @@ class HttpPoster:
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
         """One POST; the result carries the SHA-256 of ``body``. Never raises."""
-        result = await self._post_safely(url, body, headers)
-        return dataclasses.replace(result, sha256=sha256_hex(body))
-
-    async def _post_safely(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
+        digest = self._sha256(body)
         if self._session is None:
             await self.open()
         assert self._session is not None
+        # One coroutine around the request (no helper to resume at each of its steps).
         try:
-            async with asyncio.timeout(self.timeout_s):
-                return await self._post(self._session, url, body, headers)
+            async with (
+                asyncio.timeout(self.timeout_s),
+                self._session.post(
+                    url, data=body, headers=headers, allow_redirects=False
+                ) as response,
+            ):
+                status = response.status
+                if 200 <= status <= 299:
+                    await _drain(response, RESPONSE_READ_MAX_BYTES)
+                    return SendResult("sent", f"HTTP {status}", sha256=digest)
+                result = await _answer(response)
         except TimeoutError:
-            return SendResult("retry", f"no answer within {self.timeout_s:g}s")
+            result = SendResult("retry", f"no answer within {self.timeout_s:g}s")
         except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):
-            return SendResult("failed", "invalid webhook URL (http or https only)")
+            result = SendResult("failed", "invalid webhook URL (http or https only)")
         except aiohttp.ClientConnectorError as exc:
-            return SendResult("retry", clip_detail(f"connection failed: {exc}"))
+            result = SendResult("retry", clip_detail(f"connection failed: {exc}"))
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-            return SendResult("retry", clip_detail(f"connection dropped: {exc}"))
+            result = SendResult("retry", clip_detail(f"connection dropped: {exc}"))
         except (aiohttp.ClientError, OSError) as exc:
-            return SendResult("retry", clip_detail(f"{type(exc).__name__}: {exc}"))
+            result = SendResult("retry", clip_detail(f"{type(exc).__name__}: {exc}"))
         except Exception as exc:  # a bug must not stop the outbox; keep the message
             log.warning("webhook send failed unexpectedly", exc_info=True)
-            return SendResult("retry", clip_detail(f"unexpected {type(exc).__name__}"))
+            result = SendResult("retry", clip_detail(f"unexpected {type(exc).__name__}"))
+        return dataclasses.replace(result, sha256=digest)
 
-    async def _post(
-        self, session: aiohttp.ClientSession, url: str, body: bytes, headers: Mapping[str, str]
-    ) -> SendResult:
-        async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
-            status = response.status
-            snippet = b""
-            if not 200 <= status <= 299:
-                snippet = await response.content.read(_SNIPPET_BYTES)
-            await _drain(response, RESPONSE_READ_MAX_BYTES - len(snippet))
-            retry_after_s = None
-            if is_retry_status(status):
-                retry_after_s = parse_retry_after(
-                    response.headers.get("Retry-After"), now=datetime.now(UTC)
-                )
-            location = response.headers.get("Location", "") if 300 <= status <= 399 else ""
-        text = snippet.decode("utf-8", "replace")
-        return classify_status(status, retry_after_s=retry_after_s, snippet=text, location=location)
+    def _sha256(self, body: bytes) -> str:
+        """``sha256_hex(body)``, once per body: a fan-out sends one body to every
+        subscriber (the bytes object caches its hash, so the lookup is cheap)."""
+        digest = self._hashes.get(body)
+        if digest is None:
+            if len(self._hashes) >= _MAX_HASHED_BODIES:
+                self._hashes.clear()
+            digest = self._hashes[body] = sha256_hex(body)
+        return digest
+
+
+async def _answer(response: aiohttp.ClientResponse) -> SendResult:
+    """The result of a non-2xx answer (its body's start and headers in the detail)."""
+    status = response.status
+    snippet = await response.content.read(_SNIPPET_BYTES)
+    await _drain(response, RESPONSE_READ_MAX_BYTES - len(snippet))
+    retry_after_s = None
+    if is_retry_status(status):
+        retry_after_s = parse_retry_after(
+            response.headers.get("Retry-After"), now=datetime.now(UTC)
+        )
+    location = response.headers.get("Location", "") if 300 <= status <= 399 else ""
+    text = snippet.decode("utf-8", "replace")
+    return classify_status(status, retry_after_s=retry_after_s, snippet=text, location=location)
 
 
 async def _drain(response: aiohttp.ClientResponse, limit_bytes: int) -> None:
