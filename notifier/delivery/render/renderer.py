@@ -28,6 +28,7 @@ import jinja2
 from notifier import resources
 from notifier.core.model import Event
 from notifier.delivery.render.families import REQUIRED_TEMPLATES, family_of
+from notifier.delivery.render.formatting import ZoneFormat
 from notifier.delivery.render.personal import (
     SUBSCRIBER_SLOT,
     UNSUBSCRIBE_SLOT,
@@ -57,19 +58,12 @@ from notifier.delivery.render.view import (
     hts_dotted,
     hts_label,
     origins_label,
-    to_datetime,
 )
 from notifier.errors import ConfigError
 
 #: The shared wording macros, exposed to every template as ``say`` (see ``_Wording``).
 WORDING_TEMPLATE = "email/_macros.txt"
 
-# The change a subject line names when several fields changed at once.
-_CHANGE_PRIORITY = (
-    "rate", "status", "effective", "ends", "origins", "hts", "title",
-    "general", "special", "other", "units", "description", "footnotes",
-)  # fmt: skip
-_TIME_FIELDS = frozenset({"effective", "ends", "published", "since"})
 #: Standard Webhooks bodies kept per renderer: one fan-out serialises an event once.
 _CACHED_BODIES = 64
 #: Email templates (one per event and unsubscribe shape) kept per renderer.
@@ -130,6 +124,7 @@ class Renderer:
         product: str = "tariff-notifier",
     ) -> None:
         self._zone = timezone
+        self._format = ZoneFormat(timezone)
         self._product = product
         self._bodies: dict[str, bytes] = {}
         self._emails: dict[tuple[str, bool], EmailTemplate] = {}
@@ -151,15 +146,15 @@ class Renderer:
             cache_size=-1,
         )
         self._env.filters.update(
-            localtime=self.localtime,
-            localdate=self.localdate,
+            localtime=self._format.localtime,
+            localdate=self._format.localdate,
             hts_dotted=hts_dotted,
             hts_label=hts_label,
             origins_label=origins_label,
             country_name=country_name,
-            rate_change=self.rate_change,
-            change_value=self.change_value,
-            change_summary=self.change_summary,
+            rate_change=self._format.rate_change,
+            change_value=self._format.change_value,
+            change_summary=self._format.change_summary,
             field_label=field_label,
             duration_words=duration_words,
             wrap=deferring(wrap),
@@ -311,79 +306,9 @@ class Renderer:
             self._template(name)
         return len(names)
 
-    # -- filters that need the configured zone -------------------------------------------
-
     def localtime(self, value: str | datetime | None) -> str:
         """``"Sat 3 May 2025, 12:01 AM EDT"`` in the configured zone."""
-        if value is None or value == "":
-            return "—"
-        if isinstance(value, str) and len(value) == 10:
-            # A calendar date (a Federal Register publication date): no time to show, and
-            # read as UTC midnight it would print as the evening before.
-            return self.localdate(value)
-        moment = to_datetime(value).astimezone(self._zone)
-        hour = moment.hour % 12 or 12
-        meridiem = "AM" if moment.hour < 12 else "PM"
-        return (
-            f"{_date_words(moment, year=True)}, {hour}:{moment:%M} {meridiem} {_zone_abbr(moment)}"
-        )
-
-    def localdate(self, value: str | datetime | None, year: bool = True) -> str:
-        """``"Sat 3 May 2025"`` (or ``"Sat 3 May"``) in the configured zone."""
-        if value is None or value == "":
-            return "—"
-        if isinstance(value, str) and len(value) == 7:
-            # A month ("2025-07": the tagger's "in July"): no day to show.
-            month = datetime.strptime(value, "%Y-%m")
-            return month.strftime("%B %Y") if year else month.strftime("%B")
-        if isinstance(value, str) and len(value) == 10:
-            # A calendar date ("2025-05-03", as feed tags carry): no instant to convert.
-            return _date_words(datetime.fromisoformat(value), year=year)
-        return _date_words(to_datetime(value).astimezone(self._zone), year=year)
-
-    def change_value(self, value: Any, field_name: str) -> str:
-        """One side of a field change, formatted for that field."""
-        if value is None or value == "" or value == []:
-            return "none"
-        if field_name in _TIME_FIELDS:
-            return self.localtime(value)
-        if field_name == "origins":
-            return origins_label(value)
-        if field_name in ("hts", "applies_to"):
-            return hts_label(value)
-        if isinstance(value, list | tuple):
-            return ", ".join(str(v) for v in value)
-        return str(value)
-
-    def rate_change(self, change: Mapping[str, Any]) -> str:
-        """``"10% → 25%"`` for a ``{"field", "from", "to"}`` change."""
-        name = str(change.get("field", ""))
-        before = self.change_value(change.get("from"), name)
-        after = self.change_value(change.get("to"), name)
-        return f"{before} → {after}"
-
-    def change_summary(self, changes: Sequence[Mapping[str, Any]], short: bool = False) -> str:
-        """The most telling change in a few words: ``"rate 10% → 25% and 1 more change"``
-        (``short``: ``"rate 10% → 25% (+1 more)"``, for subjects)."""
-        if not changes:
-            return "details updated"
-
-        def rank(change: Mapping[str, Any]) -> int:
-            name = change.get("field")
-            return _CHANGE_PRIORITY.index(name) if name in _CHANGE_PRIORITY else 99
-
-        first = min(changes, key=rank)
-        name = str(first.get("field", ""))
-        if name in ("title", "summary"):
-            text = f"{field_label(name).lower()} changed"
-        else:
-            text = f"{field_label(name).lower()} {self.rate_change(first)}"
-        more = len(changes) - 1
-        if more and short:
-            text += f" (+{more} more)"
-        elif more:
-            text += f" and {more} more change{'s' if more > 1 else ''}"
-        return text
+        return self._format.localtime(value)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -448,17 +373,6 @@ class _Wording:
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def _date_words(moment: datetime, *, year: bool) -> str:
-    text = f"{moment:%a} {moment.day} {moment:%b}"
-    return f"{text} {moment.year}" if year else text
-
-
-def _zone_abbr(moment: datetime) -> str:
-    # Zones without a letter abbreviation (America/Sao_Paulo) give "-03": say "UTC-03".
-    abbr = moment.tzname() or ""
-    return f"UTC{abbr}" if abbr[:1] in "+-" else abbr
 
 
 def _template_frame(exc: BaseException, *, default: str) -> tuple[str, int | None]:
