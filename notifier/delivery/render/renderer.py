@@ -123,7 +123,6 @@ class Renderer:
         timezone: ZoneInfo,
         product: str = "tariff-notifier",
     ) -> None:
-        self._zone = timezone
         self._format = ZoneFormat(timezone)
         self._product = product
         self._bodies: dict[str, bytes] = {}
