@@ -6,10 +6,10 @@ from notifier.config.load import (
     expand_env,
     load_calendar,
     load_config,
-    locate_line,
     merge_calendars,
     parse_calendar,
 )
+from notifier.config.locate import locate_line
 from notifier.config.schema import (
     CalendarFile,
     ConfigModel,

@@ -6,20 +6,20 @@ Every problem becomes a :class:`ConfigError` that names the file, the key path
 
 from __future__ import annotations
 
-import difflib
 import functools
 import glob
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from notifier.config.locate import line_of, locate_line, raise_validation
 from notifier.config.schema import (
     CalendarFile,
     ConfigModel,
@@ -139,7 +139,7 @@ def expand_env(
                     f"environment variable {name} is not set (referenced as ${{{name}}})",
                     file=file,
                     key=key or None,
-                    line=_line_of(text, match.group(0)),
+                    line=line_of(text, match.group(0)),
                 )
             if used is not None:
                 used.add(environ[name])
@@ -164,116 +164,6 @@ def expand_env(
             for i, v in enumerate(raw)
         ]
     return raw
-
-
-def _line_of(text: str, needle: str) -> int | None:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if needle in line and not line.lstrip().startswith("#"):
-            return number
-    return None
-
-
-def _key_path(loc: Iterable[int | str]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def locate_line(text: str, loc: tuple[int | str, ...]) -> int | None:
-    """Best-effort line of a key path in a TOML text (tomllib keeps no positions).
-
-    Understands ``[table]``, ``[[array]]`` headers and ``key = value`` lines, which is the
-    shape of our files; returns the header's line when the key itself is absent.
-    """
-    names = [p for p in loc if isinstance(p, str)]
-    if not names:
-        return None
-    table, index = names[0], next((p for p in loc[1:2] if isinstance(p, int)), None)
-    leaf = next((p for p in reversed(loc) if isinstance(p, str) and p != table), None)
-    header_line, seen, inside = None, -1, False
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        if stripped.startswith("["):
-            name = stripped.strip("[] \t").split("#")[0].strip()
-            is_array = stripped.startswith("[[")
-            if name == table:
-                seen += 1 if is_array else 0
-                inside = index is None or seen == index
-                if inside:
-                    header_line = number
-            else:
-                inside = False
-            continue
-        if inside and leaf and re.match(rf"^{re.escape(leaf)}\s*=", stripped):
-            return number
-    return header_line
-
-
-def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
-    """The keys the schema allows where ``loc`` points (its parent table)."""
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
-        if field is None:
-            return []
-        current = _model_of(field.annotation)
-        if current is None:
-            return []
-    return list(current.model_fields) if hasattr(current, "model_fields") else []
-
-
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_of(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _suggestion(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
-    """`` (did you mean `sender`?)`` for a misspelt key, or where to look."""
-    name = loc[-1] if loc else ""
-    if not isinstance(name, str):
-        return ""
-    known = _known_keys(model, loc)
-    if len(loc) == 1:
-        known = [f"[{key}]" for key in known]
-        name = f"[{name}]"
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    if close:
-        return f" (did you mean {close[0]}?)"
-    if known:
-        return f" (expected one of: {', '.join(known)})"
-    return " (check the spelling against the documentation)"
-
-
-def _raise_validation(
-    exc: ValidationError, *, file: str, text: str, model: type[BaseModel] = ConfigModel
-) -> None:
-    # An unknown key (a typo) explains the "missing" error it usually causes: say it first.
-    error = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "unknown key" + _suggestion(model, loc)
-    elif error["type"] == "missing":
-        message = "required key is missing"
-    elif "input" in error and error["type"] not in ("value_error",):
-        message += f" (got {error['input']!r})"
-    count = len(exc.errors())
-    if count > 1:
-        message += f" (and {count - 1} more problem{'s' if count > 2 else ''})"
-    raise ConfigError(
-        message, file=file, key=_key_path(loc) or None, line=locate_line(text, loc)
-    ) from None
 
 
 def _check_state(url: str, *, file: str, text: str) -> None:
@@ -308,7 +198,7 @@ def parse_calendar(text: str, *, source: str) -> tuple[list[Rule], date | None]:
     try:
         model = CalendarFile.model_validate(raw)
     except ValidationError as exc:
-        _raise_validation(exc, file=source, text=text, model=CalendarFile)
+        raise_validation(exc, file=source, text=text, model=CalendarFile)
         raise  # unreachable; keeps type checkers calm
     seen: dict[str, int] = {}
     for index, rule in enumerate(model.rule):
@@ -402,7 +292,7 @@ def load_config(
     try:
         model = ConfigModel.model_validate(raw)
     except ValidationError as exc:
-        _raise_validation(exc, file=str(path), text=text)
+        raise_validation(exc, file=str(path), text=text)
         raise
     _check_state(model.notifier.state, file=str(path), text=text)
     _check_unique(model.feed, table="feed", file=str(path), text=text)
