@@ -47,6 +47,9 @@ class Drain:
         self.record_every_s = record_every_s
         self.limit = outbox.config.model.delivery.concurrency
         self.ahead = self.limit * claim_ahead
+        # Claim again when half the claimed-ahead work is left: a store round takes a
+        # few turns of the busy event loop, and the senders must not run dry meanwhile.
+        self.low = self.ahead // 2
         self.loop = asyncio.get_running_loop()
         self.wake = asyncio.Event()
         # Claimed, not started (at most `ahead`): a claim transaction serves many attempts.
@@ -124,7 +127,7 @@ class Drain:
                 self.ready.extend(batch)
         if self.writer is not None:
             return
-        claim = self.more and not stopping and len(self.ready) <= self.limit
+        claim = self.more and not stopping and len(self.ready) <= self.low
         done = self.done
         due = self.loop.time() - self.written_at >= self.record_every_s
         if claim or (done and (due or stopping or not self.busy or len(done) >= self.ahead)):
@@ -173,7 +176,7 @@ class Drain:
             # record, claims running low, a full batch) or when every sender is idle.
             if not self.busy or (
                 self.writer is None
-                and (len(done) == 1 or len(ready) <= self.limit or len(done) >= self.ahead)
+                and (len(done) == 1 or len(ready) <= self.low or len(done) >= self.ahead)
             ):
                 self.wake.set()
 

@@ -164,6 +164,7 @@ class Metrics:
         PlatformCollector(registry=r)
         self._feeds: set[str] = set()
         self._subscribers: set[str] | None = None  # None: not scoped yet (any id counts)
+        self._delivery_children: dict[tuple[str | None, str, str], tuple[Any, Any, Any]] = {}
         self._config_hash: str | None = None
         self._gone: set[str] = set()
 
@@ -197,15 +198,31 @@ class Metrics:
         """
         if outcome not in DELIVERY_OUTCOMES:
             raise ValueError(f"unknown delivery outcome {outcome!r}")
-        self.deliveries.labels(channel=channel, outcome=outcome).inc()
-        if subscriber is not None and (
-            self._subscribers is None or subscriber in self._subscribers
-        ):
-            self.subscriber_deliveries.labels(
-                subscriber=subscriber, channel=channel, outcome=outcome
-            ).inc()
-        if outcome == "sent" and latency_s is not None:
-            self.delivery_latency.labels(channel=channel).observe(max(latency_s, 0.0))
+        # The series' children are looked up once each (``labels`` costs a few µs, and
+        # a fan-out calls this once per delivery).
+        children = self._delivery_children
+        key = (subscriber, channel, outcome)
+        found = children.get(key)
+        if found is None:
+            counted = subscriber is not None and (
+                self._subscribers is None or subscriber in self._subscribers
+            )
+            found = children[key] = (
+                self.deliveries.labels(channel=channel, outcome=outcome),
+                self.subscriber_deliveries.labels(
+                    subscriber=subscriber, channel=channel, outcome=outcome
+                )
+                if counted
+                else None,
+                # Only sent attempts have a latency series (none appears before one).
+                self.delivery_latency.labels(channel=channel) if outcome == "sent" else None,
+            )
+        total, per_subscriber, latency = found
+        total.inc()
+        if per_subscriber is not None:
+            per_subscriber.inc()
+        if latency is not None and latency_s is not None:
+            latency.observe(max(latency_s, 0.0))
 
     def set_queue(self, depth: int, dead: int) -> None:
         self.queue_depth.set(depth)
@@ -237,6 +254,7 @@ class Metrics:
         """Scope the per-subscriber series to the configured subscribers (at start and
         after each reload): a removed subscriber loses its series."""
         wanted = set(subscriber_ids)
+        self._delivery_children.clear()  # they hold the series of the old scope
         for sub in (self._subscribers or set()) - wanted:
             for channel in CHANNELS:
                 for outcome in DELIVERY_OUTCOMES:

@@ -109,6 +109,18 @@ class Dialect:
         """``text`` in the driver's parameter style (``?`` as written: qmark)."""
         return text
 
+    async def execute_many(
+        self, conn: AsyncConnection, text: str, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """``text`` (``?`` placeholders) once per row, in ``conn``'s transaction."""
+        await conn.exec_driver_sql(self.sql(text), list(rows))
+
+    async def fetch_all(
+        self, conn: AsyncConnection, text: str, params: Sequence[Any]
+    ) -> list[Sequence[Any]]:
+        """The rows of one statement (``?`` placeholders), in ``conn``'s transaction."""
+        return list((await conn.exec_driver_sql(self.sql(text), tuple(params))).all())
+
     def db_time(self, moment: datetime | None) -> Any:
         """An aware datetime as the driver stores it (as ``schema.UTCDateTime`` does)."""
         return moment
@@ -238,6 +250,22 @@ class SqliteDialect(Dialect):
             return None
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
+    # aiosqlite runs each call in its connection's thread: through SQLAlchemy's adapter a
+    # statement is three hand-offs to that thread (cursor, execute, close or fetch), each
+    # waiting for the GIL while the event loop is busy sending. Straight to the driver
+    # connection it is one, in the same transaction (the connection SQLAlchemy began it
+    # on); its sqlite3 errors leave as StoreError like any other (``database_errors``).
+
+    async def execute_many(
+        self, conn: AsyncConnection, text: str, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        await _driver(await conn.get_raw_connection()).executemany(text, rows)
+
+    async def fetch_all(
+        self, conn: AsyncConnection, text: str, params: Sequence[Any]
+    ) -> list[Sequence[Any]]:
+        return list(await _driver(await conn.get_raw_connection()).execute_fetchall(text, params))
+
     def write_lock(self) -> AbstractAsyncContextManager[Any]:
         return self._writer
 
@@ -303,6 +331,14 @@ class PostgresDialect(Dialect):
 # SQLSTATEs that mean "no usable server": connection exceptions, shutdown and start-up,
 # no such database, too many connections (PostgreSQL docs, appendix A).
 _UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03", "3D000", "53300")
+
+
+def _driver(raw: Any) -> Any:
+    """The driver's own connection (aiosqlite's) under SQLAlchemy's pooled one."""
+    driver = raw.driver_connection
+    if driver is None:
+        raise StoreError("state store connection is closed")
+    return driver
 
 
 @functools.cache

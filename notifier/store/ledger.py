@@ -91,7 +91,7 @@ async def write_ledger(
                 r.sha256,
             )
         )
-    await conn.exec_driver_sql(dialect.sql(_INSERT), rows_out)
+    await dialect.execute_many(conn, _INSERT, rows_out)
 
 
 async def _metadata(conn: AsyncConnection, delivery_ids: Sequence[str]) -> dict[str, Any]:

@@ -5,10 +5,10 @@ attempt, its ledger row) and reads its claimed row back. Through SQLAlchemy Core
 parameter of each row is processed in Python (bind processors, datetime conversions,
 the compiled statement's parameter construction), which was most of the store's cost
 per delivery. These statements are written once, with ``?`` placeholders that the
-dialect renders in its driver's style, and run with ``exec_driver_sql`` (one
-``executemany`` per statement and batch) on rows already in the driver's types
-(``Dialect.db_time``): SQLAlchemy still runs the transaction and wraps every driver
-error, so they leave the store as ``StoreError`` like any other query.
+dialect renders in its driver's style, and run straight on the driver (one
+``executemany`` per statement and batch: ``Dialect.execute_many``) on rows already in
+the driver's types (``Dialect.db_time``), in the transaction SQLAlchemy runs; every
+driver error still leaves the store as ``StoreError`` like any other query's.
 
 The same SQL runs on SQLite (3.35+, for ``RETURNING``) and PostgreSQL; the one
 difference, how a claim locks its rows, is the dialect's ``claim_lock``.
@@ -105,7 +105,7 @@ async def insert_deliveries(
         )
         for d in deliveries
     ]
-    await conn.exec_driver_sql(dialect.sql(_INSERT), rows)
+    await dialect.execute_many(conn, _INSERT, rows)
 
 
 async def claim_deliveries(
@@ -126,11 +126,20 @@ async def claim_deliveries(
     """
     sql = _CLAIM.format(digest="NOT NULL" if digest else "NULL", lock=dialect.claim_lock)
     at = dialect.db_time(now)
-    result = await conn.exec_driver_sql(
-        dialect.sql(sql), (dialect.db_time(now + lease), worker, at, at, limit)
+    found = await dialect.fetch_all(
+        conn, sql, (dialect.db_time(now + lease), worker, at, at, limit)
     )
-    rows: list[Any] = sorted(result.all(), key=lambda row: row[7])  # RETURNING: no order
-    return [_delivery(row, dialect.py_time) for row in rows]
+    rows: list[Any] = sorted(found, key=lambda row: row[7])  # RETURNING keeps no order
+    # A fan-out's rows share their instants: each distinct stored value is read once.
+    seen: dict[Any, datetime | None] = {None: None}
+
+    def py_time(value: Any) -> datetime | None:
+        if value in seen:
+            return seen[value]
+        moment = seen[value] = dialect.py_time(value)
+        return moment
+
+    return [_delivery(row, py_time) for row in rows]
 
 
 def _delivery(row: Any, py_time: Callable[[Any], datetime | None]) -> Delivery:
@@ -177,6 +186,6 @@ async def record_results(
             )
         )
         attempts.append((r.delivery_id, r.attempts, at, r.outcome, r.detail))
-    await conn.exec_driver_sql(dialect.sql(_RESULT), statuses)
-    await conn.exec_driver_sql(dialect.sql(_ATTEMPT), attempts)
+    await dialect.execute_many(conn, _RESULT, statuses)
+    await dialect.execute_many(conn, _ATTEMPT, attempts)
     return time

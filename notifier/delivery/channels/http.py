@@ -118,6 +118,7 @@ class HttpPoster:
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),  # asyncio.timeout in post()
                 auto_decompress=False,  # we discard bodies; do not inflate them
+                cookie_jar=aiohttp.DummyCookieJar(),  # a receiver's cookies are not kept
                 trust_env=False,
             )
             self._own_session = True
