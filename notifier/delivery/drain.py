@@ -87,6 +87,8 @@ class Drain:
             if writer is not None and not writer.done():
                 with contextlib.suppress(Exception):
                     await writer
+            if not self.busy:  # idle senders end now; busy ones (after an error) later
+                await asyncio.gather(*self.senders, return_exceptions=True)
 
     async def _loop(self) -> None:
         loop, outbox = self.loop, self.outbox
