@@ -29,7 +29,7 @@ def _secrets(config: Config) -> None:
 
 def check(config: Config, args: argparse.Namespace) -> int:
     templates = build_renderer(config).check()
-    build_tagger(config)
+    build_tagger(config).compile()
     rules = config.rules
     scheduled = sum(1 for r in rules if r.status == "scheduled")
     print(f"config {config.path}: ok")

@@ -28,7 +28,7 @@ from tests.peers.daemon import Daemon
 from tests.peers.feeds import FeedItem, FeedServer
 from tests.peers.webhook import WebhookPeer
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.slow, pytest.mark.heavy, pytest.mark.timeout(420)]
 
 SUBSCRIBERS = 50_000
 KILL_AFTER = 15_000  # arrivals before the kill: well inside the fan-out

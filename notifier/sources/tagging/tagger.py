@@ -55,6 +55,7 @@ Rules, and why:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
@@ -219,8 +220,21 @@ class Tagger:
         }
         self._context = Context(gazetteer.context, known_forms=self._countries)
         self._context.add_common(w for phrase in self._products for w in phrase.split(" "))
-        self._country_re = _trie_regex(self._countries, overlapping=False)
-        self._product_re = _trie_regex(self._products, overlapping=True)
+
+    # Compiling the two prefix-tree regexes is most of a tagger's ~0.4 s start-up; a
+    # process that never tags (an operator command, a daemon with nothing new yet) never
+    # pays it. Two threads racing here compile twice and keep one: harmless.
+    @functools.cached_property
+    def _country_re(self) -> re.Pattern[str]:
+        return _trie_regex(self._countries, overlapping=False)
+
+    @functools.cached_property
+    def _product_re(self) -> re.Pattern[str]:
+        return _trie_regex(self._products, overlapping=True)
+
+    def compile(self) -> None:
+        """Compile the word lists now (``check`` does, to fail early on a bad list)."""
+        _ = self._country_re, self._product_re
 
     def _add_terms(self, terms: Iterable[str], headings: Iterable[str]) -> None:
         for term in terms:
