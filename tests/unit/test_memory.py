@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -43,28 +44,44 @@ def test_an_arena_cap_set_by_the_operator_wins() -> None:
     assert result.stdout.strip() == "False"
 
 
-@glibc
-def test_free_memory_goes_back_to_the_system() -> None:
-    # 64 MiB of mid-sized blocks (below the mmap threshold: they come from the heap), then
-    # one small block after them, so the heap cannot simply shrink when they are freed:
-    # their pages stay resident until trimmed.
-    before = _rss_kb()
-    blocks = [bytearray(64 * 1024) for _ in range(1024)]
-    pin = bytearray(64 * 1024)
-    grown = _rss_kb()
-    del blocks
-    freed_untrimmed = _rss_kb()
-    assert memory.release_free_memory() is True
-    trimmed = _rss_kb()
-    assert grown > before + 48 * 1024
-    assert freed_untrimmed > grown - 16 * 1024  # free() alone kept the pages
-    assert trimmed < freed_untrimmed - 48 * 1024  # the trim gave them back
-    del pin
+# Run in a fresh interpreter: a test process that has already freed memory (any earlier
+# test in the same worker) would hand the 64 MiB below from its free lists, not from new
+# pages, and RSS would not show the growth this test needs.
+_TRIM_PROBE = """
+import json
+from notifier.runtime import memory
 
 
-def _rss_kb() -> int:
+def rss_kb():
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+# 64 MiB of mid-sized blocks (below the mmap threshold: they come from the heap), then one
+# small block after them, so the heap cannot simply shrink when they are freed: their pages
+# stay resident until trimmed.
+before = rss_kb()
+blocks = [bytearray(64 * 1024) for _ in range(1024)]
+pin = bytearray(64 * 1024)
+grown = rss_kb()
+del blocks
+freed = rss_kb()
+released = memory.release_free_memory()
+print(json.dumps({"before": before, "grown": grown, "freed": freed,
+                  "trimmed": rss_kb(), "released": released}))
+"""
+
+
+@glibc
+def test_free_memory_goes_back_to_the_system() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _TRIM_PROBE], capture_output=True, text=True, check=True
+    )
+    kb = json.loads(result.stdout)
+    assert kb["released"] is True
+    assert kb["grown"] > kb["before"] + 48 * 1024
+    assert kb["freed"] > kb["grown"] - 16 * 1024  # free() alone kept the pages
+    assert kb["trimmed"] < kb["freed"] - 48 * 1024  # the trim gave them back
