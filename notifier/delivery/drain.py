@@ -5,7 +5,8 @@ it and put the result on the finished list, then take the next; a sender with no
 to take parks until the next claim arrives. So one slow or dead endpoint holds one
 sender, never the queue, and a fan-out costs no task per delivery. Beside them, one
 store round at a time (``Outbox.record_and_claim``) records what finished and claims
-what is next, so senders keep working while it commits.
+what is next, so senders keep working while it commits. What a drain did is its
+``DrainReport``.
 """
 
 from __future__ import annotations
@@ -13,14 +14,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from notifier.core.model import Delivery, Event, SendResult
 
 if TYPE_CHECKING:
-    from notifier.delivery.outbox import DrainReport, Outbox
+    from notifier.delivery.outbox import Outbox
 
-__all__ = ["Drain"]
+__all__ = ["Drain", "DrainReport", "delivery_status"]
+
+
+@dataclass
+class DrainReport:
+    sent: int = 0
+    retry: int = 0
+    failed: int = 0
+    dead: int = 0
+    outcomes: list[tuple[str, str, str]] = field(default_factory=list)  # (id, outcome, detail)
+
+    def add(self, delivery_id: str, status: str, detail: str) -> None:
+        if status == "sent":
+            self.sent += 1
+        else:
+            counter = "retry" if status == "queued" else status
+            setattr(self, counter, getattr(self, counter) + 1)
+        self.outcomes.append((delivery_id, status, detail))
+
+
+def delivery_status(outcome: str, *, next_at: datetime | None) -> str:
+    """The delivery's status after an attempt with this outcome (pure).
+
+    ``gone`` is final like ``failed``; a ``retry`` is ``queued`` again while the backoff
+    schedule has a next time, else ``dead``.
+    """
+    if outcome == "sent":
+        return "sent"
+    if outcome in ("failed", "gone"):
+        return "failed"
+    return "queued" if next_at is not None else "dead"
 
 
 class Drain:

@@ -15,7 +15,6 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,14 +25,21 @@ from notifier.delivery.channels.base import Channel, Outgoing
 from notifier.delivery.channels.mime import DEFAULT_SENDER
 from notifier.delivery.channels.registry import Channels, build_channels, channel_key
 from notifier.delivery.digests import drain_digests
-from notifier.delivery.drain import Drain
+from notifier.delivery.drain import Drain, DrainReport, delivery_status
 from notifier.delivery.masking import mask_target, shown_target
 from notifier.delivery.render import Renderer
 from notifier.delivery.unsubscribe import unsubscribe_secret, unsubscribe_token
 from notifier.errors import NotifierError
 from notifier.store import AttemptRecord, Store
 
-__all__ = ["Channels", "DrainReport", "Outbox", "build_channels", "worker_name"]
+__all__ = [
+    "Channels",
+    "DrainReport",
+    "Outbox",
+    "build_channels",
+    "delivery_status",
+    "worker_name",
+]
 
 log = logging.getLogger("notifier.delivery.outbox")
 
@@ -57,36 +63,6 @@ GONE_DETAIL = "not sent: the endpoint answered 410 Gone (until its config entry 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
-
-
-@dataclass
-class DrainReport:
-    sent: int = 0
-    retry: int = 0
-    failed: int = 0
-    dead: int = 0
-    outcomes: list[tuple[str, str, str]] = field(default_factory=list)  # (id, outcome, detail)
-
-    def add(self, delivery_id: str, status: str, detail: str) -> None:
-        if status == "sent":
-            self.sent += 1
-        else:
-            counter = "retry" if status == "queued" else status
-            setattr(self, counter, getattr(self, counter) + 1)
-        self.outcomes.append((delivery_id, status, detail))
-
-
-def delivery_status(outcome: str, *, next_at: datetime | None) -> str:
-    """The delivery's status after an attempt with this outcome (pure).
-
-    ``gone`` is final like ``failed``; a ``retry`` is ``queued`` again while the backoff
-    schedule has a next time, else ``dead``.
-    """
-    if outcome == "sent":
-        return "sent"
-    if outcome in ("failed", "gone"):
-        return "failed"
-    return "queued" if next_at is not None else "dead"
 
 
 class Outbox:
