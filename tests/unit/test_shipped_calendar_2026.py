@@ -327,7 +327,14 @@ ADDED: list[tuple[str, datetime, str, set[str]]] = [
 ]
 
 
-@pytest.mark.parametrize(("rule_id", "effective", "rate", "origins"), ADDED, ids=lambda v: str(v))
+def _param_id(value: object) -> str:
+    # Sorted: a set's order differs between processes, and xdist workers must agree on ids.
+    if isinstance(value, set | frozenset):
+        return "+".join(sorted(value))
+    return str(value)
+
+
+@pytest.mark.parametrize(("rule_id", "effective", "rate", "origins"), ADDED, ids=_param_id)
 def test_added_action(
     by_id: dict[str, dict[str, Any]],
     rule_id: str,
