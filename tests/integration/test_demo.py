@@ -90,7 +90,7 @@ def assert_story(output: str) -> None:
     assert any("tariff.rule.effective us-jp-deal late=false" in line for line in hooks)
     assert hooks and all(line.endswith("verified=yes") for line in hooks), hooks
     # Stepping onto each transition's instant delivers every alert on time.
-    assert all("late=false" in line for line in hooks), hooks
+    assert all("late=false" in line for line in hooks), [h for h in hooks if "late=false" not in h]
     assert_official_printout(got)
     for sub, lines in got.items():  # nothing twice (the detail lines under a hook repeat)
         deliveries = Counter(line for line in lines if line[:3] in WEEKDAYS)
