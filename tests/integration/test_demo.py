@@ -35,6 +35,7 @@ from notifier.resources import shipped_path
 WALL_BOUND_S = 60.0
 TALKS = "Japan, U.S. begin tariff talks as 25% duties on cars bite"
 DEAL = "Trump announces trade deal with Japan: 15% tariff"
+_WHEN = ("transition_at", "late_by_s", "detected_at", "timestamp")
 WEEKDAYS = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"}
 
 
@@ -204,7 +205,9 @@ def test_every_official_document_appears_after_the_silent_baseline() -> None:
 
 
 def test_demo_in_process_prints_the_story_and_stays_on_loopback(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     connected: list[Any] = []
     real_connect = socket.socket.connect
@@ -229,8 +232,14 @@ def test_demo_in_process_prints_the_story_and_stays_on_loopback(
     elapsed_s = time.monotonic() - started
     out = capsys.readouterr().out
     assert code == 0, out
-    assert_story(out)
     (result,) = results
+    late = [
+        (hook.type, hook.subject, hook.at.isoformat(), *(hook.data.get(k) for k in _WHEN))
+        for hook in result.received.hooks
+        if hook.late
+    ]
+    assert not late, (late, [r.getMessage() for r in caplog.records if r.levelname != "DEBUG"])
+    assert_story(out)
     assert_official_deliveries(result)
     assert result.received.requests["/api/v1/public-inspection-documents/current.json"] > 1
     assert connected, "the demo should have talked to its local peers"
