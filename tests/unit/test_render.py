@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -436,3 +437,17 @@ def test_month_only_date_tags_render(renderer: Renderer) -> None:
     event = replace(base, data=data)
     rendered = _email(renderer, event)
     assert "July 2025" in rendered.text and "July 2025" in rendered.html
+
+
+def test_a_body_cached_by_event_id_is_not_served_for_other_data(renderer: Renderer) -> None:
+    # Event ids are stable across stores: a rule's reminder has the same id everywhere. The
+    # demo, run in a process that had rendered the same reminder marked late for another
+    # store, sent that stale body (late: true) until the cache checked the event itself.
+    on_time = sample_event("tariff.rule.reminder")
+    late = replace(on_time, data={**on_time.data, "late": True, "late_by_s": 604800})
+    first = json.loads(renderer.webhook_body(late))
+    again = json.loads(renderer.webhook_body(on_time))
+    assert first["data"]["late"] is True and again["data"]["late"] is False
+    assert "late_by_s" not in again["data"]
+    # The same event again is served from the cache, byte for byte.
+    assert renderer.webhook_body(on_time) is renderer.webhook_body(on_time)

@@ -125,7 +125,7 @@ class Renderer:
     ) -> None:
         self._format = ZoneFormat(timezone)
         self._product = product
-        self._bodies: dict[str, bytes] = {}
+        self._bodies: dict[str, tuple[Event, bytes]] = {}
         self._emails: dict[tuple[str, bool], EmailTemplate] = {}
         loaders: list[jinja2.BaseLoader] = []
         if override_dir is not None:
@@ -284,12 +284,16 @@ class Renderer:
         Every subscriber of an event gets the same bytes (a fan-out to 50 endpoints
         serialises once), and the bytes signed are the bytes sent.
         """
-        body = self._bodies.get(event.id)
-        if body is None:
-            body = json.dumps(event.payload(), separators=(",", ":")).encode()
-            if len(self._bodies) >= _CACHED_BODIES:
-                self._bodies.pop(next(iter(self._bodies)))
-            self._bodies[event.id] = body
+        # Keyed by id but checked against the event: ids are stable across stores (a
+        # rule's reminder has the same id in every installation), and one process may
+        # render two stores' versions of it (a test run, the demo, a reload to a new state).
+        cached = self._bodies.get(event.id)
+        if cached is not None and (cached[0] is event or cached[0] == event):
+            return cached[1]
+        body = json.dumps(event.payload(), separators=(",", ":")).encode()
+        if len(self._bodies) >= _CACHED_BODIES:
+            self._bodies.pop(next(iter(self._bodies)))
+        self._bodies[event.id] = (event, body)
         return body
 
     def check(self) -> int:
