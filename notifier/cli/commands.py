@@ -15,6 +15,7 @@ from notifier.core.model import Event
 from notifier.core.planning import plan_deliveries
 from notifier.logs import register_secrets
 from notifier.runtime.jobs import Jobs
+from notifier.runtime.loop import run as run_loop
 from notifier.runtime.runtime import Notifier, Runtime, build_renderer, build_tagger, config_secrets
 from notifier.store import Store, parse_state_url
 
@@ -66,8 +67,8 @@ def warn_stale_calendar(config: Config, *, out: Any = None) -> None:
 def once(config: Config, args: argparse.Namespace) -> int:
     _secrets(config)
     if args.dry_run:
-        return asyncio.run(_dry_run(config))
-    return asyncio.run(_once(config, strict=args.strict))
+        return run_loop(_dry_run(config))
+    return run_loop(_once(config, strict=args.strict))  # uvloop where installed, as `run`
 
 
 async def _once(config: Config, *, strict: bool) -> int:
