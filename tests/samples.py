@@ -270,3 +270,19 @@ def sample_event(event_type: str) -> Event:
     """The sample of one type (``KeyError`` for an unknown type)."""
     by_type = {event.type: event for event in every_sample_event()}
     return by_type[event_type]
+
+
+#: The instant the store tests write at (a whole second: SQLite keeps microseconds too).
+STORE_NOW = datetime(2025, 5, 3, 4, 1, tzinfo=UTC)
+
+
+def store_event(n: int = 1) -> Event:
+    """A small rule event, ``evt_<n>``, for the store's tests (the queue and its rows)."""
+    return Event(
+        id=f"evt_{n}",
+        type="tariff.rule.effective",
+        timestamp=STORE_NOW,
+        data={"late": False, "rule": {"id": "r"}, "changes": []},
+        origins=("*",),
+        hts=("8708",),
+    )

@@ -4,7 +4,7 @@ job-store suite): emit-once, claims, leases, the delivery log, and migrations.""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -13,8 +13,10 @@ from notifier.core.model import Delivery, Event
 from notifier.store import MIGRATIONS, AttemptRecord, Store
 from notifier.store import schema as t
 from tests.conftest import absolute
+from tests.samples import STORE_NOW
+from tests.samples import store_event as event
 
-NOW = datetime(2025, 5, 3, 4, 1, tzinfo=UTC)
+NOW = STORE_NOW
 
 
 def head_revision() -> str:
@@ -27,17 +29,6 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(config).get_current_head()
     assert head is not None and head >= "0005"
     return head
-
-
-def event(n: int = 1) -> Event:
-    return Event(
-        id=f"evt_{n}",
-        type="tariff.rule.effective",
-        timestamp=NOW,
-        data={"late": False, "rule": {"id": "r"}, "changes": []},
-        origins=("*",),
-        hts=("8708",),
-    )
 
 
 def deliveries(ev: Event, count: int) -> list[Delivery]:

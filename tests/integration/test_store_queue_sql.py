@@ -8,20 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 from notifier.core.model import Delivery, Event
 from notifier.store import AttemptRecord, Store
+from tests.samples import STORE_NOW
+from tests.samples import store_event as event
 
-NOW = datetime(2025, 5, 3, 4, 1, tzinfo=UTC)  # a whole second
+NOW = STORE_NOW
 LEASE = timedelta(minutes=1)
-
-
-def event(n: int = 1) -> Event:
-    return Event(
-        id=f"evt_{n}",
-        type="tariff.rule.effective",
-        timestamp=NOW,
-        data={"late": False, "rule": {"id": "r"}, "changes": []},
-        origins=("*",),
-        hts=("8708",),
-    )
 
 
 def delivery(ev: Event, n: int, *, next_at: datetime) -> Delivery:
