@@ -7,12 +7,19 @@ read through the CLI (``deliveries --json``), and a process's peak memory from /
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from notifier.config import Config
+from notifier.delivery.outbox import Outbox, build_channels
+from notifier.delivery.render import Renderer
+from notifier.runtime.runtime import Clock
+from notifier.store import Store
 from tests.peers.daemon import Daemon
 
 #: The memory bound the daemon must stay under, in MB of peak RSS (VmHWM).
@@ -141,3 +148,26 @@ def processes_alive(pids: list[int]) -> list[int]:
 def _proc_state(pid: int) -> str:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat.rpartition(")")[2].split()[0]
+
+
+@contextlib.asynccontextmanager
+async def open_outbox(config: Config, clock: Clock) -> AsyncIterator[tuple[Store, Outbox]]:
+    """An outbox on the config's (fresh) store with the shipped templates and ``clock``;
+    channels and store are closed on the way out."""
+    store = await Store.open(config.state_url)
+    channels = build_channels(config)
+    await channels.open()
+    try:
+        yield (
+            store,
+            Outbox(
+                config,
+                store,
+                renderer=Renderer(override_dir=None, timezone=config.zone),
+                channels=channels,
+                clock=clock,
+            ),
+        )
+    finally:
+        await channels.close()
+        await store.close()

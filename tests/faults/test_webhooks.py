@@ -23,8 +23,7 @@ from notifier.config import Config, load_config
 from notifier.core.model import Event
 from notifier.core.planning import plan_deliveries
 from notifier.delivery import outbox as outbox_module
-from notifier.delivery.outbox import GONE_DETAIL, DrainReport, Outbox, build_channels
-from notifier.delivery.render import Renderer
+from notifier.delivery.outbox import GONE_DETAIL, DrainReport, Outbox
 from notifier.store import Store
 from tests.conftest import FakeClock, WriteConfig, new_secret
 from tests.faults import (
@@ -32,6 +31,7 @@ from tests.faults import (
     delivery_section,
     feed_section,
     notifier_section,
+    open_outbox,
     statuses,
     webhook_subscriber,
 )
@@ -176,22 +176,11 @@ async def rig(
             + webhook_subscriber("chat", hooks.url("/chat"), None, extra='format = "slack"')
         )
     )
-    store = await Store.open(config.state_url)
-    channels = build_channels(config)
-    await channels.open()
-    outbox = Outbox(
-        config,
-        store,
-        renderer=Renderer(override_dir=None, timezone=config.zone),
-        channels=channels,
-        clock=clock,
-    )
-    try:
-        yield Rig(config, store, outbox, clock)
-    finally:
-        await hooks.stop()  # ends hanging answers, so no attempt outlives the test
-        await channels.close()
-        await store.close()
+    async with open_outbox(config, clock) as (store, outbox):
+        try:
+            yield Rig(config, store, outbox, clock)
+        finally:
+            await hooks.stop()  # ends hanging answers, so no attempt outlives the test
 
 
 def _entry(n: int) -> Event:

@@ -14,11 +14,10 @@ import pytest
 from notifier.config import Config, load_config
 from notifier.core.model import Delivery
 from notifier.core.planning import plan_deliveries
-from notifier.delivery.outbox import Outbox, build_channels
-from notifier.delivery.render import Renderer
+from notifier.delivery.outbox import Outbox
 from notifier.store import Store
 from tests.conftest import FakeClock, WriteConfig, new_secret
-from tests.faults import delivery_section, notifier_section, webhook_subscriber
+from tests.faults import delivery_section, notifier_section, open_outbox, webhook_subscriber
 from tests.peers.webhook import WebhookPeer
 from tests.samples import sample_event
 
@@ -38,21 +37,8 @@ async def fanout(
     config = load_config(
         write_config(notifier_section() + delivery_section(concurrency=CONCURRENCY) + subscribers)
     )
-    store = await Store.open(config.state_url)
-    channels = build_channels(config)
-    await channels.open()
-    outbox = Outbox(
-        config,
-        store,
-        renderer=Renderer(override_dir=None, timezone=config.zone),
-        channels=channels,
-        clock=clock,
-    )
-    try:
+    async with open_outbox(config, clock) as (store, outbox):
         yield config, store, outbox
-    finally:
-        await channels.close()
-        await store.close()
 
 
 def senders() -> int:
