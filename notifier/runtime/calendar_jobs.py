@@ -21,7 +21,7 @@ from notifier.core.health import held_event
 from notifier.core.model import Rule
 from notifier.errors import ConfigError, FetchError
 from notifier.runtime.jobbase import CalendarUrlSource, PassReport, calendar_url_key, json_text
-from notifier.runtime.polls import SourceJobs, _view
+from notifier.runtime.polls import SourceJobs
 from notifier.sources.base import Validators
 from notifier.sources.calendar_url import fetch_calendar
 
@@ -219,4 +219,4 @@ class CalendarJobs(SourceJobs):
         return report
 
 
-__all__ = ["CalendarJobs", "_view"]
+__all__ = ["CalendarJobs"]

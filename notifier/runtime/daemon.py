@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from notifier.errors import NotifierError
 from notifier.runtime.health import HealthService, store_status
 from notifier.runtime.jobs import Jobs, PassReport
 from notifier.runtime.loop import run as run_loop
-from notifier.runtime.memory import limit_malloc_arenas, release_free_memory
+from notifier.runtime.memory import freeze_heap, limit_malloc_arenas, release_free_memory
 from notifier.runtime.metrics import Metrics
 from notifier.runtime.runtime import Clock, Notifier, utc_now
 from notifier.runtime.schedule import JobSchedule
@@ -45,16 +44,6 @@ RETENTION_EVERY = timedelta(hours=1)
 RETENTION_FIRST = timedelta(minutes=2)
 # How often free malloc memory goes back to the system (a few ms; runtime/memory.py).
 MEMORY_TRIM_EVERY = timedelta(minutes=10)
-
-
-def _freeze_heap() -> None:
-    """Move the loaded config, subscriber index and caches out of the GC's sight.
-
-    They live as long as the config; with 100,000 subscribers the collector's full passes
-    over them cost more than the matching itself (bench/bench_scale.py).
-    """
-    gc.collect()
-    gc.freeze()
 
 
 class Daemon(DeliveryWorker):
@@ -279,7 +268,7 @@ class Daemon(DeliveryWorker):
         self.metrics.set_feeds(f.id for f in new.feeds)
         await self._calendar_job()
         await self._reschedule()
-        _freeze_heap()
+        freeze_heap()
         log.info(
             "reloaded: %d feeds, %d rules, %d subscribers",
             len(new.feeds),
@@ -334,7 +323,7 @@ class Daemon(DeliveryWorker):
         ) as notifier:
             self.notifier = notifier
             self.jobs = Jobs(notifier)
-            _freeze_heap()
+            freeze_heap()
             reloads: set[asyncio.Task[bool]] = set()
 
             def on_hup() -> None:

@@ -32,6 +32,7 @@ from notifier.runtime.runtime import Runtime
 from notifier.sources.base import FetchContext, Fetched, Validators
 from notifier.sources.registry import source_kind
 from notifier.store import FeedState, UnchangedPoll
+from notifier.store.feeds import health_view
 
 log = logging.getLogger("notifier.runtime.polls")
 
@@ -283,7 +284,7 @@ class SourceJobs(JobBase):
             log.warning("source %s failed: %s", feed.id, error)
             return
         now = self.notifier.clock()
-        before = _view(state)
+        before = health_view(state)
         after = replace(before, failures=before.failures + 1, last_error=error)
         events = await self._failing_events(feed, before, after, now=now)
         failures = 0
@@ -322,7 +323,7 @@ class SourceJobs(JobBase):
     async def _recovery_events(
         self, feed: HealthSource, state: FeedState | None, *, now: datetime
     ) -> list[Event]:
-        before = _view(state)
+        before = health_view(state)
         if before.failures == 0:
             return []
         episode = episode_of(feed.id, before.last_ok_at)
@@ -402,17 +403,6 @@ class SourceJobs(JobBase):
         ``sources release|discard`` committed after this poll read the store)."""
         stored = await self.store.seen_entries(feed_id, [e.key for e in plan.remember])
         return all(stored.get(e.key, ("",))[0] == e.content_hash for e in plan.remember)
-
-
-def _view(state: FeedState | None) -> HealthView:
-    if state is None:
-        return HealthView(failures=0, last_ok_at=None, first_seen_at=None, last_error=None)
-    return HealthView(
-        failures=state.failures,
-        last_ok_at=state.last_ok_at,
-        first_seen_at=state.last_ok_at,
-        last_error=state.last_error,
-    )
 
 
 __all__ = ["SourceJobs"]

@@ -10,12 +10,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from notifier.core.decide import HealthView
 from notifier.core.model import Entry
 from notifier.store import schema as t
 from notifier.store.engine import READ, WRITE, Connector, guarded, in_chunks
 from notifier.store.retention import ENTRY_REFRESH
 
-__all__ = ["FeedQueries", "FeedState", "UnchangedPoll"]
+__all__ = ["FeedQueries", "FeedState", "UnchangedPoll", "health_view"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,18 @@ class FeedState:
     last_error: str | None
     failures: int
     polled_by: str | None = None
+
+
+def health_view(state: FeedState | None) -> HealthView:
+    """What the source-health decisions read of a feed's stored state (none yet: healthy)."""
+    if state is None:
+        return HealthView(failures=0, last_ok_at=None, first_seen_at=None, last_error=None)
+    return HealthView(
+        failures=state.failures,
+        last_ok_at=state.last_ok_at,
+        first_seen_at=state.last_ok_at,
+        last_error=state.last_error,
+    )
 
 
 @dataclass(frozen=True, slots=True)
