@@ -604,3 +604,29 @@ def test_dev_set_precision_and_recall_at_least_0_9(tagger: Tagger, field: str) -
     precision, recall = micro_scores(tagger, load_cases(DEV), field)
     assert precision >= 0.9, f"dev {field} precision {precision:.3f}"
     assert recall >= 0.9, f"dev {field} recall {recall:.3f}"
+
+
+def test_bench_reproduces_the_heldout_figures_of_the_readme(
+    tagger: Tagger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bench/tagger_quality.py`` imports, and its held-out scores are the README's."""
+    import importlib.util
+    import re
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location(
+        "tagger_quality", root / "bench" / "tagger_quality.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look themselves up
+    spec.loader.exec_module(bench)
+    scores = bench.score(tagger, bench.load_sets("heldout")["heldout"])
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    row = re.search(r"^\| held-out, \d+ cases — now[^|]*\| ([^|]+) \| ([^|]+) \|", readme, re.M)
+    assert row is not None, "README: no held-out row"
+    for field, cell in zip(("origins", "hts"), row.groups(), strict=True):
+        precision, recall = (float(x) for x in cell.split("/"))
+        assert round(scores[field].precision, 3) == precision, field
+        assert round(scores[field].recall, 3) == recall, field
