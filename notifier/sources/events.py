@@ -3,7 +3,8 @@ Register, Public Inspection, CSMS). Pure: the clock reading is a parameter."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ def entry_event(
     """A ``feed.entry.new|updated`` event; its id is feed + entry key + content hash."""
     text = f"{entry.title}\n{entry.summary}"
     reference = datetime.fromisoformat(entry.published) if entry.published else now
-    tags = tagger.tag(text, reference=reference)
+    tags = with_text_effective_date(tagger.tag(text, reference=reference), entry)
     return Event(
         id="evt_" + stable_id(feed.id, entry.key, entry.content_hash),
         type=f"feed.entry.{kind}",
@@ -42,6 +43,22 @@ def entry_event(
         hts=tuple(tags.hts),
         text=text,
     )
+
+
+def with_text_effective_date(tags: Any, entry: Entry) -> Any:
+    """The tags, with a document's effective date read from its text added to ``dates``.
+
+    A proclamation's empty ``effective_on`` is taken from its ``dates`` or abstract text
+    (``fr_documents.effective_date_in_text``); ``dates`` is not part of the tagged text,
+    so without this a date said only there would be missing from ``tags.dates``.
+    """
+    document = entry.details.get("document")
+    if not isinstance(document, Mapping) or document.get("effective_on_source") != "text":
+        return tags
+    effective_on = document.get("effective_on")
+    if not isinstance(effective_on, str) or effective_on in tags.dates:
+        return tags
+    return replace(tags, dates=tuple(sorted((*tags.dates, effective_on))))
 
 
 def entry_events(

@@ -4,15 +4,24 @@ tests/data/sources/ (shapes: Federal Register API v1 documentation, see its READ
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from notifier.config import FeedSection
 from notifier.errors import FetchError
+from notifier.sources.events import entry_event
 from notifier.sources.federal_register import RateLimiter, next_page, search_url
-from notifier.sources.fr_documents import effective_date_in_text, parse_documents_page, type_code
+from notifier.sources.fr_documents import (
+    document_entry,
+    effective_date_in_text,
+    parse_documents_page,
+    type_code,
+)
 from notifier.sources.inspection import parse_inspection_page, url_filters
+from notifier.sources.tagging import Tagger
 
 DATA = Path(__file__).parent.parent / "data" / "sources"
 
@@ -116,6 +125,41 @@ def test_a_correction_changes_the_original_documents_hash() -> None:
     assert after["2025-05930"].details["document"]["corrections"] == ["C1-2025-05930"]
     assert after["2025-05930"].content_hash != before["2025-05930"].content_hash
     assert after["2025-07100"].content_hash == before["2025-07100"].content_hash
+
+
+def test_a_changed_effective_on_changes_the_documents_hash() -> None:
+    # A rule whose effective date the agency moves (the API's `effective_on` changes):
+    # a new hash, so the job's diff makes it `feed.entry.updated`.
+    raw = json.loads(body("fr_page2.json"))["results"][1]
+    before = document_entry(raw)
+    after = document_entry({**raw, "effective_on": "2025-04-17"})
+    assert before.details["document"]["effective_on"] == "2025-04-10"
+    assert after.details["document"]["effective_on"] == "2025-04-17"
+    assert after.content_hash != before.content_hash
+    assert document_entry(dict(raw)).content_hash == before.content_hash
+
+
+def test_an_effective_date_said_only_in_dates_goes_into_the_tags_dates() -> None:
+    # `dates` is not part of the tagged text (title and abstract): the date read from it
+    # for an empty `effective_on` is added to the tags' dates.
+    raw = {
+        "document_number": "2025-07100",
+        "type": "Presidential Document",
+        "title": "Adjusting Imports of Automobile Parts",
+        "abstract": None,
+        "dates": "This proclamation is effective at 12:01 a.m. eastern daylight time on "
+        "May 3, 2025.",
+        "effective_on": None,
+        "publication_date": "2025-04-25",
+    }
+    url = "https://www.federalregister.gov/api/v1/documents.json"
+    feed = FeedSection(id="fr", url=url, kind="federal-register")
+    now = datetime(2025, 4, 25, 10, tzinfo=UTC)
+    event = entry_event(
+        feed, document_entry(raw), kind="new", tagger=Tagger.from_files(), now=now, changes=[]
+    )
+    assert event.data["entry"]["document"]["effective_on"] == "2025-05-03"
+    assert event.data["tags"]["dates"] == ["2025-05-03"]
 
 
 def test_abstracts_are_plain_text() -> None:
