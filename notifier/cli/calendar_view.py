@@ -10,6 +10,7 @@ The window is ``[start, start + days)``. ``--from DATE`` is local midnight in
 ``[notifier] timezone`` and the window ends at local midnight ``days`` later (wall-clock
 days, so a DST change inside the window does not shift the end by an hour). Without
 ``--from`` the window starts now. Times are shown in that zone; JSON also carries UTC.
+The text listing ends with each listed rule's source, once per rule.
 
 ``--ics`` writes an RFC 5545 calendar with one event per ``effective`` / ``expired``
 transition (reminders are what a calendar program's own alarms are for). Event UIDs
@@ -144,6 +145,12 @@ def print_text(
             f"{local_time(tr.at, zone)}  {describe_kind(tr):<{kind_width}}  "
             f"{tr.rule.id:<{id_width}}  {tr.rule.rate:<{rate_width}}  {tr.rule.title}"
         )
+    # Each rule's source once, in the order the rules first appear: the table stays one
+    # line per transition (greppable) and an analyst can still check every line.
+    sources = {tr.rule.id: tr.rule.source for tr in found}
+    print("sources:")
+    for rule_id, source in sources.items():
+        print(f"  {rule_id:<{id_width}}  {source or '(none given)'}")
 
 
 def transition_json(transition: Transition, *, zone: ZoneInfo) -> dict[str, Any]:

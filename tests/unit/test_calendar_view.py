@@ -154,7 +154,18 @@ def test_text_output_has_header_local_times_and_reminder_wording(
     lines = out.splitlines()
     assert lines[0].startswith("8 transitions between 2025-04-01 00:00 EDT and 2025-05-31")
     assert "America/New_York" in lines[0]
-    assert len(lines) == 9
+    # 8 transitions, then each rule's source once, in order of first appearance.
+    assert len(lines) == 9 + 1 + 3
+    assert lines[9] == "sources:"
+    assert lines[10].split() == [
+        "us-reciprocal-baseline",
+        "https://www.federalregister.gov/d/2025-06063",
+    ]
+    assert lines[11].split() == [
+        "us-232-auto-parts",
+        "https://www.federalregister.gov/d/2025-05930",
+    ]
+    assert lines[12].split() == ["at-the-edge", "https://example.gov/edge"]
     assert lines[1].startswith("2025-04-04 00:01 EDT  reminder: in 1 day")
     assert "us-reciprocal-baseline" in lines[1] and "10%" in lines[1]
     assert lines[3].startswith("2025-04-26 00:01 EDT  reminder: in 7 days")

@@ -465,3 +465,29 @@ def test_shipped_config_loads_both_files_with_the_real_loader(
     config = pytest.importorskip("notifier.config")
     loaded = config.load_config(NOTIFIER, environ={})
     assert sorted(rule.id for rule in loaded.rules) == sorted(rule["id"] for rule in rules)
+
+
+def test_calendar_command_lists_the_2026_actions_in_order_with_their_sources(
+    capsys: pytest.CaptureFixture[str], by_id: dict[str, dict[str, Any]]
+) -> None:
+    """Done when: ``calendar --from 2026-01-01 --days 400`` lists the 2026 actions above
+    in order with their sources (the shipped config, as an analyst runs it)."""
+    cli = pytest.importorskip("notifier.cli")
+    code = cli.main(["calendar", "--from", "2026-01-01", "--days", "400", "-c", str(NOTIFIER)])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    effective = [line.split()[4] for line in lines if line[22:].startswith("effective ")]
+    in_order = [
+        "us-301-cn-2026-steps", "us-232-semis", "us-122-surcharge",
+        "us-232-metals-restructure", "us-232-metals-camx", "us-tw-232-15",
+        "us-232-metals-june", "us-301-brazil", "us-301-forced-labor-10", "us-pharma",
+        "us-201-quartz", "us-338-canada", "us-232-drones", "us-338-canada-widened",
+        "us-232-pharma-all", "us-cn-301-exclusions-end", "us-301-maritime-resume",
+        "us-232-polysilicon", "us-232-wood-step-up", "us-301-nicaragua-10",
+    ]  # fmt: skip
+    assert [rule_id for rule_id in effective if rule_id in in_order] == in_order
+    expired = {line.split()[4] for line in lines if line[22:].startswith("expired ")}
+    assert {"us-201-solar", "us-ieepa-in-25", "us-232-metals-50", "us-122-surcharge"} <= expired
+    sources = dict(line.split() for line in lines[lines.index("sources:") + 1 :])
+    for rule_id in [*in_order, *expired]:
+        assert sources[rule_id] == by_id[rule_id]["source"], rule_id
