@@ -66,6 +66,7 @@ def warn_stale_calendar(config: Config, *, out: Any = None) -> None:
 
 def once(config: Config, args: argparse.Namespace) -> int:
     _secrets(config)
+    warn_stale_calendar(config)  # a pass from cron starts up too: never a silent stale file
     if args.dry_run:
         return run_loop(_dry_run(config))
     return run_loop(_once(config, strict=args.strict))  # uvloop where installed, as `run`
