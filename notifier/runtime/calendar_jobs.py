@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from notifier.config import merge_calendars
+from notifier.config import Config, merge_calendars, parse_calendar
 from notifier.core.calendar import diff_calendar
 from notifier.core.decide import decide_calendar, decide_hold, due_after_save
 from notifier.core.health import held_event
@@ -26,6 +27,21 @@ from notifier.sources.base import Validators
 from notifier.sources.calendar_url import fetch_calendar
 
 log = logging.getLogger("notifier.runtime.calendar")
+
+
+def _local_file_of(rule_id: str, config: Config) -> str:
+    """The local calendar file that holds ``rule_id`` (for an id clash with a URL).
+
+    Only on this error path are the files read again: the loaded config keeps their rules,
+    not which file each came from."""
+    for file in config.calendar_reviewed:  # every calendar file in use, in load order
+        try:
+            rules, _ = parse_calendar(Path(file).read_text(encoding="utf-8"), source=file)
+        except (OSError, ConfigError):
+            continue
+        if any(rule.id == rule_id for rule in rules):
+            return file
+    return "the calendar files"
 
 
 class CalendarJobs(SourceJobs):
@@ -148,10 +164,17 @@ class CalendarJobs(SourceJobs):
         ]
         calendars += [(u, r, None) for u, r in others if u != url]
         calendars.append((url, rules, None))
+        local = {rule.id for rule in config.rules}
+        for index, rule in enumerate(rules):
+            if rule.id in local:
+                raise FetchError(
+                    f"rejected: {url}: rule[{index}].id: duplicate rule id {rule.id!r} "
+                    f"(also in {_local_file_of(rule.id, config)})"
+                )
         try:
             merge_calendars(calendars)
-        except ConfigError as exc:
-            raise FetchError(f"rejected: {exc.detail}") from None
+        except ConfigError as exc:  # the same id in another calendar URL
+            raise FetchError(f"rejected: {exc}") from None
 
     async def _record_ok(self, tx: Any, url: str, validators: tuple[Any, ...]) -> None:
         etag, last_modified, body_hash = validators

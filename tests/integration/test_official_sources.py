@@ -103,6 +103,12 @@ async def publisher() -> AsyncIterator[OfficialPublisher]:
     await runner.cleanup()
 
 
+PI_CURRENT = (
+    "/api/v1/public-inspection-documents/current.json"
+    "?conditions%5Bagencies%5D%5B%5D=executive-office-of-the-president"
+)
+
+
 def config_text(publisher: OfficialPublisher, hooks: WebhookPeer, secret: str) -> str:
     base = publisher.base
     subscribers = "".join(
@@ -131,6 +137,11 @@ urls = ["{base}/calendar/us.toml"]
 id = "fr"
 kind = "federal-register"
 url = "{base}/api/v1/documents.json?conditions%5Bterm%5D=tariff"
+
+[[feed]]
+id = "pi"
+kind = "federal-register-inspection"
+url = "{base}{PI_CURRENT}"
 
 [[feed]]
 id = "csms"
@@ -173,7 +184,7 @@ async def test_first_pass_is_a_silent_baseline_for_every_official_source(
     setup: Path, clock: FakeClock, hooks: WebhookPeer
 ) -> None:
     report = await once(setup, clock)
-    assert {"fr", "csms", "hts", "calendar"} <= set(report.sources.baselined)
+    assert {"fr", "pi", "csms", "hts", "calendar"} <= set(report.sources.baselined)
     assert report.sources.events == [] and hooks.calls == []
 
 
@@ -219,6 +230,52 @@ async def test_a_federal_register_correction_is_new_and_the_original_updated(
     assert document["correction_of"] == "2025-05930"
     assert set(document) >= {"number", "type", "agencies", "publication_date", "effective_on"}
     assert events["2025-05930"]["type"] == "feed.entry.updated"
+
+
+async def test_a_public_inspection_filing_reaches_subscribers_before_publication(
+    setup: Path, clock: FakeClock, hooks: WebhookPeer, publisher: OfficialPublisher
+) -> None:
+    await once(setup, clock)  # baseline: pi_current.json
+    # The next day's desk (pi_current_later.json): a new proclamation on file, and a
+    # filing of an agency the URL's conditions[agencies][] leave out.
+    publisher.files["pi"] = "pi_current_later.json"
+    clock.advance(hours=1)
+    report = await once(setup, clock)
+    assert "pi" not in report.sources.feed_errors
+    [filing] = [p for p in payloads(hooks, "parts") if p["data"]["feed"] == "pi"]
+    assert filing["type"] == "feed.entry.new"
+    document = filing["data"]["entry"]["document"]
+    assert document["number"] == "2025-07410"
+    assert (document["filed_at"], document["filing_type"]) == (
+        "2025-09-09T16:15:00-04:00",
+        "special",
+    )
+    assert document["publication_date"] == "2025-09-10"  # still ahead: it is on file
+    assert document["type"] == "PRESDOCU"
+    assert "detected_at" in filing["data"]
+    everything = [p["data"]["entry"]["id"] for p in payloads(hooks, "everything")]
+    assert everything == ["2025-07410"]  # not the other agency's filing
+    assert types(hooks, "steel") == []
+
+
+async def test_a_malformed_hts_export_fails_the_source_and_withdraws_nothing(
+    setup: Path, clock: FakeClock, hooks: WebhookPeer, publisher: OfficialPublisher
+) -> None:
+    await once(setup, clock)  # baseline: hts_v1.json
+    publisher.files["hts"] = "hts_malformed.json"  # an error object, not the rows
+    clock.advance(hours=1)
+    report = await once(setup, clock)
+    assert "not a JSON array" in report.sources.feed_errors["hts"]
+    assert [p for sub in SUBSCRIBERS for p in payloads(hooks, sub)] == []
+    [failing] = payloads(hooks, "ops")  # alert_after = 1
+    assert (failing["type"], failing["data"]["source"]) == ("source.failing", "hts")
+    # The release is back: every line was kept, so nothing is added, changed or removed.
+    publisher.files["hts"] = "hts_v1.json"
+    clock.advance(hours=1)
+    report = await once(setup, clock)
+    assert "hts" not in report.sources.feed_errors
+    assert [p for sub in SUBSCRIBERS for p in payloads(hooks, sub)] == []
+    assert types(hooks, "ops") == ["source.failing", "source.recovered"]
 
 
 WIDGET_ITEM = (
@@ -284,41 +341,97 @@ async def test_calendar_url_changes_a_rate_fails_and_serves_a_bad_key_without_wi
     assert [p["type"] for p in payloads(hooks, "parts")] == ["tariff.rule.changed"]
 
 
+async def test_a_calendar_url_rule_id_that_a_local_file_has_is_rejected_naming_both(
+    write_config: WriteConfig, clock: FakeClock, hooks: WebhookPeer, publisher: OfficialPublisher
+) -> None:
+    secret = new_secret()
+    for sub in [*SUBSCRIBERS, "ops"]:
+        hooks.set_secret("/" + sub, secret)
+    local = CALENDAR.format(rate="25%")  # the URL's rule id, in a local file too
+    path = write_config(config_text(publisher, hooks, secret), calendar=local)
+    report = await once(path, clock)
+    url = f"{publisher.base}/calendar/us.toml"
+    error = report.sources.feed_errors[url]
+    assert "duplicate rule id 'remote-parts'" in error
+    assert url in error and str(path.parent / "calendar" / "rules.toml") in error
+    assert "rule[0].id" in error
+    assert url not in report.sources.baselined
+
+
 @pytest.mark.slow
-async def test_under_run_an_hts_change_arrives(
+async def test_under_run_every_official_source_kind_alerts_on_its_own_schedule(
     setup: Path, hooks: WebhookPeer, publisher: OfficialPublisher, daemons: list[Daemon]
 ) -> None:
     text = setup.read_text()  # noqa: ASYNC240 (a small file, before anything runs)
-    text = text.replace('kind = "hts"\n', 'kind = "hts"\nevery = "1s"\n')
-    text = text.replace('kind = "federal-register"\n', 'kind = "federal-register"\nevery = "2s"\n')
+    for kind, every in (
+        ("hts", "1s"),
+        ("federal-register", "2s"),
+        ("federal-register-inspection", "2s"),
+        ("csms", "1s"),
+    ):
+        text = text.replace(f'kind = "{kind}"\n', f'kind = "{kind}"\nevery = "{every}"\n')
+    text = text.replace("[calendar]\n", '[calendar]\nevery = "1s"\n')
     setup.write_text(text)  # noqa: ASYNC240
+    copper = ("65794272", "GUIDANCE: Section 232 Import Duties on Copper", "3ec1e00")
+    parts = ("64913145", "UPDATED GUIDANCE: Import Duties on Automobile Parts", "3de8a59")
+    publisher.widget = widget(publisher.base, copper)
     daemon = await Daemon(setup).start()
     daemons.append(daemon)
     from tests.peers import wait_for
 
+    for source in ("hts", "fr", "pi", "csms"):
+        await wait_for(
+            lambda s=source: f"source {s}: first poll" in daemon.log(),  # type: ignore[misc]
+            timeout_s=30,
+            what=f"{source} baseline",
+        )
     await wait_for(
-        lambda: "source hts: first poll" in daemon.log(), timeout_s=30, what="hts baseline"
-    )
-    await wait_for(
-        lambda: "source fr: first poll" in daemon.log(), timeout_s=30, what="fr baseline"
+        lambda: publisher.count("/calendar/us.toml") >= 1, timeout_s=30, what="calendar baseline"
     )
     publisher.files["hts"] = "hts_v2.json"
     publisher.files["fr1"] = "fr_page1_corrected.json"
+    publisher.files["pi"] = "pi_current_later.json"
+    publisher.widget = widget(publisher.base, parts, copper)
+    publisher.calendar = CALENDAR.format(rate="50%")
+
+    def to(sub: str) -> list[dict[str, Any]]:
+        return [json.loads(c.body) for c in hooks.calls_to("/" + sub)]
 
     def hts_kinds() -> list[str]:
-        kinds = (json.loads(c.body)["type"] for c in hooks.calls_to("/parts"))
-        return sorted(kind for kind in kinds if kind.startswith("hts."))
+        return sorted(p["type"] for p in to("parts") if p["type"].startswith("hts."))
 
     await wait_for(lambda: len(hts_kinds()) >= 2, timeout_s=30, what="the schedule change")
     assert hts_kinds() == ["hts.line.changed", "hts.line.removed"]
-    # The Federal Register correction, polled on the source's own schedule.
+
+    def entry_ids(sub: str, feed: str) -> list[str]:
+        return [
+            p["data"]["entry"]["id"]
+            for p in to(sub)
+            if p["type"].startswith("feed.") and p["data"]["feed"] == feed
+        ]
+
+    # Each source on its own schedule: the Federal Register correction, the Public
+    # Inspection filing, the CSMS bulletin (its page read) and the calendar URL's rate.
     await wait_for(
-        lambda: any(
-            json.loads(c.body)["data"].get("entry", {}).get("id") == "C1-2025-05930"
-            for c in hooks.calls_to("/everything")
-        ),
+        lambda: "C1-2025-05930" in entry_ids("everything", "fr"),
         timeout_s=60,
         what="the correction under run",
     )
+    await wait_for(
+        lambda: entry_ids("parts", "pi") == ["2025-07410"], timeout_s=30, what="the filing"
+    )
+    await wait_for(
+        lambda: entry_ids("parts", "csms") == ["64913145"], timeout_s=30, what="the bulletin"
+    )
+    [bulletin] = [p for p in to("parts") if p["data"].get("feed") == "csms"]
+    assert "9903.94.05" in bulletin["data"]["entry"]["csms"]["chapter99"]
+    await wait_for(
+        lambda: any(p["type"] == "tariff.rule.changed" for p in to("parts")),
+        timeout_s=30,
+        what="the calendar URL's change",
+    )
+    [changed] = [p for p in to("parts") if p["type"] == "tariff.rule.changed"]
+    assert changed["data"]["changes"] == [{"field": "rate", "from": "25%", "to": "50%"}]
+    assert all(call.verified for call in hooks.calls)
     code, _ = await daemon.stop()
     assert code == 0
