@@ -4,14 +4,16 @@ Prints micro precision, recall and F1 for origins, hts, chapter99, rates and dat
 the labelled sets, plus the cost of tagging, and writes them as JSON to
 ``bench/results/tagger_quality.json``. Run from the repository root or anywhere:
 
-    python bench/tagger_quality.py [--set heldout|labelled|dev|all] [--verbose]
+    python bench/tagger_quality.py [--set heldout|heldout2|labelled|dev|all] [--verbose]
 
 The sets (``tests/data/``):
 
 - ``labelled``: ``tagging_labelled.toml``, the original set the tagger was first tuned on
   (its own ``split = "holdout"`` cases are reported apart as ``labelled-holdout``);
 - ``dev``: ``tagging_dev.toml``, written to improve the tagger (context rules, new goods);
-- ``heldout``: ``tagging_heldout.toml``, never used for tuning: the honest figures.
+- ``heldout``: ``tagging_heldout.toml``, never used for tuning: the honest figures;
+- ``heldout2``: ``tagging_heldout2.toml``, a second held-out set written after the tuning by
+  another hand (see its header for why), never used for tuning either.
 
 ``--set all`` (the default) prints every set. ``--verbose`` lists every false positive and
 false negative of the sets that may be tuned on (never of the held-out set unless
@@ -46,7 +48,9 @@ SETS = {
     "labelled": LABELLED,
     "dev": DATA / "tagging_dev.toml",
     "heldout": DATA / "tagging_heldout.toml",
+    "heldout2": DATA / "tagging_heldout2.toml",
 }
+HELD_OUT = {"heldout", "heldout2"}  # never tuned on: their misses are not listed by default
 RESULTS = ROOT / "bench" / "results" / "tagger_quality.json"
 FIELDS = ("origins", "hts", "chapter99", "rates", "dates")
 
@@ -233,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     speed = throughput(tagger, [case for cases in sets.values() for case in cases])
 
     for name, by_field in scores.items():
-        verbose = args.verbose and (name != "heldout" or args.show_heldout)
+        verbose = args.verbose and (name not in HELD_OUT or args.show_heldout)
         print_scores(name, sets[name], by_field, verbose=verbose)
     print()
     print(
