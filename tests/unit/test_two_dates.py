@@ -59,3 +59,13 @@ def test_a_public_inspection_filing_names_when_it_was_filed() -> None:
 def test_no_extra_line_when_everything_happened_the_same_day() -> None:
     event = document_event(publication_date="2025-04-02")
     assert moments(event) == []
+
+
+def test_slack_names_effective_published_and_detected_too() -> None:
+    renderer = Renderer(override_dir=None, timezone=ZoneInfo("America/New_York"))
+    event = document_event(effective_on="2025-05-03", publication_date="2025-04-03")
+    text = renderer.render_slack(event)
+    line = "Effective Sat 3 May 2025, published Thu 3 Apr 2025, detected Wed 2 Apr 2025, 4:40 PM"
+    assert line in text
+    same_day = renderer.render_slack(document_event(publication_date="2025-04-02"))
+    assert "detected" not in same_day and "Published Wed 2 Apr 2025" in same_day
