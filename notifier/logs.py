@@ -31,6 +31,14 @@ def redact(text: str) -> str:
 STRUCTURED_FIELDS = ("feed", "source", "delivery_id", "subscriber", "event_type", "event_id")
 
 
+def source_fields(source_id: str, kind: str) -> dict[str, str]:
+    """``extra=`` for a line about a source: ``source`` always, ``feed`` for a ``[[feed]]``
+    (a calendar URL is a source but not a feed)."""
+    if kind == "calendar-url":
+        return {"source": source_id}
+    return {"source": source_id, "feed": source_id}
+
+
 class _RedactingFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         # Local time with its offset: a line read next to another host's log is unambiguous.

@@ -249,9 +249,10 @@ def load_calendar(
     return merge_calendars(calendars)
 
 
-def calendar_files(model: ConfigModel, *, base_dir: Path, file: str) -> list[Path]:
+def calendar_files(model: ConfigModel, *, base_dir: Path, file: str, text: str = "") -> list[Path]:
     """Expand ``[calendar] paths`` globs relative to the config file's folder."""
     found: list[Path] = []
+    line = locate_line(text, ("calendar", "paths")) if text else None
     for index, pattern in enumerate(model.calendar.paths):
         full = Path(pattern).expanduser()
         full = full if full.is_absolute() else base_dir / full
@@ -263,6 +264,7 @@ def calendar_files(model: ConfigModel, *, base_dir: Path, file: str) -> list[Pat
                     f"calendar glob {full} matches no file",
                     file=file,
                     key=f"calendar.paths[{index}]",
+                    line=line,
                 )
             found.extend(matched)
         elif full.is_file():
@@ -272,6 +274,7 @@ def calendar_files(model: ConfigModel, *, base_dir: Path, file: str) -> list[Pat
                 f"calendar file {full} does not exist",
                 file=file,
                 key=f"calendar.paths[{index}]",
+                line=line,
             )
     return list(dict.fromkeys(found))
 
@@ -299,7 +302,8 @@ def load_config(
     _check_unique(model.subscriber, table="subscriber", file=str(path), text=text)
     reviewed: dict[str, date | None] = {}
     rules = load_calendar(
-        calendar_files(model, base_dir=path.parent, file=str(path)), reviewed=reviewed
+        calendar_files(model, base_dir=path.parent, file=str(path), text=text),
+        reviewed=reviewed,
     )
     config = Config(model, path=path.resolve(), rules=rules, state_base=state_base)
     config.env_values = tuple(sorted(used))

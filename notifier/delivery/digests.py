@@ -110,7 +110,7 @@ async def _send_digest(
         )
         return await outbox.channels.email.send(message)
     except Exception as exc:  # a template error must not stop the other digests
-        log.exception("digest for %s raised", subscriber_id)
+        log.exception("digest for %s raised", subscriber_id, extra={"subscriber": subscriber_id})
         return SendResult("retry", f"internal error: {type(exc).__name__}: {exc}"[:500])
 
 

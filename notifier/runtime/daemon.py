@@ -23,6 +23,7 @@ from notifier.core.calendar import all_transitions
 from notifier.core.retry import feed_backoff, lease_for
 from notifier.delivery.unsubscribe import apply_unsubscribe
 from notifier.errors import NotifierError
+from notifier.logs import source_fields
 from notifier.runtime.health import HealthService, store_status
 from notifier.runtime.jobs import Jobs, PassReport
 from notifier.runtime.loop import run as run_loop
@@ -154,13 +155,18 @@ class Daemon(DeliveryWorker):
         was_failing = feed.id in self._failing
         if error:
             if not was_failing and error.startswith("not recorded"):
-                log.error("poll of %s could not be recorded: %s", feed.id, error)
+                log.error(
+                    "poll of %s could not be recorded: %s",
+                    feed.id,
+                    error,
+                    extra=source_fields(feed.id, feed.kind),
+                )
             self._failing[feed.id] = failures
             self.schedule.postpone(f"feed:{feed.id}", feed_backoff(feed.every, failures))
         else:
             self._failing.pop(feed.id, None)
             if was_failing:
-                log.info("source %s recovered", feed.id)
+                log.info("source %s recovered", feed.id, extra=source_fields(feed.id, feed.kind))
         self.metrics.set_feed_failing(feed.id, bool(error))
 
     async def _calendar_url_job(self, url: str) -> None:
@@ -217,7 +223,10 @@ class Daemon(DeliveryWorker):
                 for event in report.events:
                     self.metrics.observe_event(event.type)
                     log.info(
-                        "event %s %s", event.type, event.data.get("rule", {}).get("id", event.id)
+                        "event %s %s",
+                        event.type,
+                        event.data.get("rule", {}).get("id", event.id),
+                        extra={"event_type": event.type, "event_id": event.id},
                     )
 
     async def _retention_job(self) -> None:

@@ -23,6 +23,7 @@ from notifier.core.decide import (
 from notifier.core.health import health_event, health_event_id, held_event
 from notifier.core.model import Event
 from notifier.errors import FetchError, NotifierError
+from notifier.logs import source_fields
 from notifier.runtime.jobbase import (
     HealthSource,
     JobBase,
@@ -35,6 +36,12 @@ from notifier.store import FeedState, UnchangedPoll
 from notifier.store.feeds import health_view
 
 log = logging.getLogger("notifier.runtime.polls")
+
+
+def _about(feed: HealthSource) -> dict[str, str]:
+    """The structured fields of a log line about this source (JSON logs carry them)."""
+    return source_fields(feed.id, feed.kind)
+
 
 # Unchanged polls are recorded in batches of this size, or after this long.
 UNCHANGED_BATCH = 200
@@ -106,7 +113,7 @@ class SourceJobs(JobBase):
             await self._record_failure(rt, feed, state, str(exc), report)
             return
         if fetched.warning:
-            log.info("source %s: %s", feed.id, fetched.warning)
+            log.info("source %s: %s", feed.id, fetched.warning, extra=_about(feed))
         now = self.notifier.clock()
         if fetched.unchanged:
             report.feeds_unchanged = 1
@@ -139,6 +146,7 @@ class SourceJobs(JobBase):
                 "source %s: first poll, %d entries taken as the baseline",
                 feed.id,
                 len(plan.remember),
+                extra=_about(feed),
             )
         hold = decide_hold(
             events,
@@ -281,7 +289,7 @@ class SourceJobs(JobBase):
     ) -> None:
         report.feed_errors[feed.id] = error
         if not self.write:
-            log.warning("source %s failed: %s", feed.id, error)
+            log.warning("source %s failed: %s", feed.id, error, extra=_about(feed))
             return
         now = self.notifier.clock()
         before = health_view(state)
@@ -298,9 +306,15 @@ class SourceJobs(JobBase):
         await self._commit(await self._plan(rt, events, now=now), report, now=now, write=write)
         # Log once per state change, not on every failing poll of a dead source.
         if failures == 1:
-            log.warning("source %s failed: %s", feed.id, error)
+            log.warning("source %s failed: %s", feed.id, error, extra=_about(feed))
         else:
-            log.debug("source %s still failing (%d in a row): %s", feed.id, failures, error)
+            log.debug(
+                "source %s still failing (%d in a row): %s",
+                feed.id,
+                failures,
+                error,
+                extra=_about(feed),
+            )
 
     async def _failing_events(
         self, feed: HealthSource, before: HealthView, after: HealthView, *, now: datetime
@@ -352,7 +366,12 @@ class SourceJobs(JobBase):
     ) -> None:
         """Keep the old baseline; store the change for an operator; tell operators once."""
         if not self.write:
-            log.warning("source %s: this poll would be held (%s)", feed.id, dict(hold.would_emit))
+            log.warning(
+                "source %s: this poll would be held (%s)",
+                feed.id,
+                dict(hold.would_emit),
+                extra=_about(feed),
+            )
             return
         notice = held_event(feed.id, feed.kind, hold, now=now)
         fresh = False
@@ -387,7 +406,7 @@ class SourceJobs(JobBase):
         planned = await self._plan(rt, [notice, *health], now=now)
         await self._commit(planned, report, now=now, write=write)
         if not fresh:  # held already (or settled meanwhile): said once, when first held
-            log.debug("source %s: the held change is still pending", feed.id)
+            log.debug("source %s: the held change is still pending", feed.id, extra=_about(feed))
             return
         log.warning(
             "source %s: change held for review (%s); `tariff-notifier sources release %s` "
@@ -396,6 +415,7 @@ class SourceJobs(JobBase):
             ", ".join(f"{n} {t}" for t, n in hold.would_emit.items()),
             feed.id,
             feed.id,
+            extra=_about(feed),
         )
 
     async def _settled_meanwhile(self, feed_id: str, plan: FeedPlan) -> bool:

@@ -64,6 +64,7 @@ class SubscriptionQueries(Connector):
             mask_target(url, secret=True),
             subscriber_id,
             subscriber_id,
+            extra={"subscriber": subscriber_id},
         )
 
     @guarded(WRITE)
