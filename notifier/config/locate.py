@@ -106,6 +106,27 @@ def _suggestion(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     return " (check the spelling against the documentation)"
 
 
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+def _hide_env_values(message: str, value: Any, text: str) -> str:
+    """``message`` without the values of the erroneous input that are not in the file's
+    text: they were read through ``${VAR}`` and may be secrets (a Slack URL, a token)."""
+    for found in sorted(set(_strings(value)), key=len, reverse=True):
+        if len(found) >= 4 and found not in text:
+            message = message.replace(repr(found), "a value read from ${VAR} (not shown)")
+            message = message.replace(found, "***")
+    return message
+
+
 def raise_validation(
     exc: ValidationError, *, file: str, text: str, model: type[BaseModel] = ConfigModel
 ) -> None:
@@ -119,6 +140,7 @@ def raise_validation(
         message = "required key is missing"
     elif "input" in error and error["type"] not in ("value_error",):
         message += f" (got {error['input']!r})"
+    message = _hide_env_values(message, error.get("input"), text)
     count = len(exc.errors())
     if count > 1:
         message += f" (and {count - 1} more problem{'s' if count > 2 else ''})"

@@ -167,6 +167,22 @@ def test_env_var_expansion_and_missing(
     assert "whsec_" not in repr(config.subscribers[1])
 
 
+def test_an_invalid_value_from_an_env_var_is_not_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook = BASE + '\n[[subscriber]]\nid = "chat"\nwebhook = "${CHAT_URL}"\nformat = "slack"\n'
+    path = write(tmp_path, hook)
+    monkeypatch.setenv("CHAT_URL", "hooks.slack.com/services/T0TEAM/B0BOT/tokenNeverShown")
+    code, out = run_check(path, capsys)
+    assert code == 2 and "subscriber[1].webhook" in out and "expected an http" in out
+    assert "T0TEAM" not in out and "tokenNeverShown" not in out, out
+    assert "${VAR} (not shown)" in out
+    # A value written in the file itself is still quoted back.
+    path.write_text(path.read_text().replace("${CHAT_URL}", "hooks.example/literal"))
+    code, out = run_check(path, capsys)
+    assert code == 2 and "'hooks.example/literal'" in out
+
+
 def test_relative_paths_resolve_against_config_folder(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, BASE))
     assert config.state_url == f"sqlite:///{tmp_path}/state/n.db"
