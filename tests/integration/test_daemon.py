@@ -74,15 +74,20 @@ async def test_effective_alert_on_time_then_missed_one_is_late_after_restart(
     daemons: list[Daemon],
     state_url: str,
 ) -> None:
-    now = datetime.now(UTC)
-    # Margins for a slow start on a loaded machine: both must be after the baseline.
-    first_at, second_at = now + timedelta(seconds=12), now + timedelta(seconds=16)
-    path = write_config(
-        daemon_config(hooks, secret, state=state_url),
-        calendar=rule("first", first_at) + rule("second", second_at),
-    )
+    # The instants are set once the daemon is up (by a reload), so a slow start on a
+    # loaded machine cannot put them before its baseline.
+    later = datetime.now(UTC) + timedelta(days=30)
+    only_effective = 'events = ["tariff.rule.effective"]'
+    config = daemon_config(hooks, secret, state=state_url, extra=only_effective)
+    path = write_config(config, calendar=rule("first", later) + rule("second", later))
     daemon = await Daemon(path).start()
     daemons.append(daemon)
+    now = datetime.now(UTC)
+    first_at, second_at = now + timedelta(seconds=5), now + timedelta(seconds=14)
+    write_config(config, calendar=rule("first", first_at) + rule("second", second_at))
+    daemon.signal(signal.SIGHUP)
+    await wait_for(lambda: "reloaded" in daemon.log(), timeout_s=10, what="reload")
+    assert datetime.now(UTC) < first_at, "the reload took longer than the test's margin"
     [call] = await hooks.wait_for_count(1, path="/erp", timeout_s=25)
     assert call.verified
     assert call.json["type"] == "tariff.rule.effective"
