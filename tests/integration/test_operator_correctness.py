@@ -1,6 +1,7 @@
 """What the operator noticed, through `once` against real peers: a late alert says how
-late it went out (not "while the notifier was down"), and an expiry shows the rate that
-applied, not one written over the rule after it ended."""
+late it went out (not "while the notifier was down"), an expiry shows the rate that
+applied, not one written over the rule after it ended, and a "7d" reminder across the
+March DST change arrives at the configured local time."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.conftest import FakeClock, WriteConfig
 from tests.peers.smtp import SmtpPeer
 
 
-def config(state: str, smtp: SmtpPeer) -> str:
+def config(state: str, smtp: SmtpPeer, *, remind: str = "[]") -> str:
     return f"""
 [notifier]
 state = "{state}"
@@ -28,7 +29,7 @@ sender = "Tariff Alerts <alerts@example.com>"
 
 [calendar]
 paths = ["calendar/*.toml"]
-remind = []
+remind = {remind}
 
 [[subscriber]]
 id = "desk"
@@ -36,7 +37,7 @@ email = ["desk@example.com"]
 """
 
 
-def rule(*, rate: str, ends: str = "") -> str:
+def rule(*, rate: str, ends: str = "", effective: str = "2025-05-03T00:01:00-04:00") -> str:
     return f"""
 [[rule]]
 id = "jp-autos"
@@ -45,7 +46,7 @@ imposed_by = "US"
 origins = ["JP"]
 hts = ["8703"]
 rate = "{rate}"
-effective = 2025-05-03T00:01:00-04:00
+effective = {effective}
 {f"ends = {ends}" if ends else ""}
 """
 
@@ -89,3 +90,28 @@ async def test_an_expiry_shows_the_rate_that_applied_not_a_later_edit(
     assert expired.data["rule"]["rate"] == "25%"
     changed = next(e for e in report.sources.events if e.type == "tariff.rule.changed")
     assert changed.data["changes"][0]["to"] == "30%"
+
+
+async def test_a_day_reminder_across_the_march_dst_change_arrives_at_the_local_time(
+    write_config: WriteConfig, smtp: SmtpPeer, clock: FakeClock, state_url: str
+) -> None:
+    # 2026-03-08 is the spring-forward Sunday in New York. "7d" before 2026-03-10 00:01 EDT
+    # is 2026-03-03 00:01 EST (167 hours); 168 hours would be 2026-03-02 23:01 EST.
+    effective = "2026-03-10T00:01:00-04:00"
+    body = config(state_url, smtp, remind='["7d"]')
+    path = write_config(body, calendar=rule(rate="25%", effective=effective))
+    clock.now = datetime.fromisoformat("2026-03-01T12:00:00-05:00")
+    await once(path, clock)  # baseline
+    clock.now = datetime.fromisoformat("2026-03-02T23:30:00-05:00")  # past the 168 h instant
+    report = await once(path, clock)
+    assert report.sources.events == [] and smtp.messages == []
+    clock.now = datetime.fromisoformat("2026-03-03T00:01:30-05:00")
+    report = await once(path, clock)
+    [event] = report.sources.events
+    assert event.type == "tariff.rule.reminder"
+    assert event.data["transition_at"] == "2026-03-03T00:01:00-05:00"
+    assert event.data["remind_before"] == "7d" and event.data["late"] is False
+    [mail] = await smtp.wait_for_count(1)
+    text = " ".join(mail.message.get_body(("plain",)).get_content().split())
+    assert "takes effect in 7 days, on Tue 10 Mar 2026, 12:01 AM EDT" in text, text
+    assert "late" not in str(mail.message["Subject"])
