@@ -108,16 +108,20 @@ class CalendarJobs(SourceJobs):
         preview = diff_calendar(old, new_rules, now=now) if old else []
         withdrawn = sum(1 for e in preview if e.type == "tariff.rule.withdrawn")
         limit = max(20, len(old) // 4)
-        too_many_withdrawn = bool(old) and withdrawn > max(1, len(old) // 4)
+        # More than a quarter: a one-rule URL that serves an empty file withdraws nothing
+        # until an operator says so.
+        too_many_withdrawn = bool(old) and withdrawn * 4 > len(old)
         hold = decide_hold(preview, baseline=not old, limit=-1 if too_many_withdrawn else limit)
         validators_out = (fetched.etag, fetched.last_modified, fetched.body_hash)
         rules_json = [r.to_dict() for r in new_rules]
         if hold.held:
             report.held.append(url)
             notice = held_event(url, "calendar-url", hold, now=now)
+            fresh = False
 
             async def hold_write(tx: Any) -> None:
-                await self.store.hold_change(
+                nonlocal fresh
+                fresh = await self.store.hold_change(
                     tx,
                     url,
                     fingerprint=hold.fingerprint,
@@ -136,7 +140,8 @@ class CalendarJobs(SourceJobs):
             await self._commit(
                 await self._plan(rt, [notice, *health], now=now), report, now=now, write=hold_write
             )
-            log.warning("calendar %s: change held for review (%s)", url, dict(hold.would_emit))
+            if fresh:  # said once, when first held (a later poll finds the same change)
+                log.warning("calendar %s: change held for review (%s)", url, dict(hold.would_emit))
             return report
 
         async def accept(tx: Any) -> None:

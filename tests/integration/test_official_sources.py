@@ -341,6 +341,34 @@ async def test_calendar_url_changes_a_rate_fails_and_serves_a_bad_key_without_wi
     assert [p["type"] for p in payloads(hooks, "parts")] == ["tariff.rule.changed"]
 
 
+async def test_a_one_rule_calendar_url_serving_an_empty_file_withdraws_nothing_until_released(
+    setup: Path,
+    clock: FakeClock,
+    hooks: WebhookPeer,
+    publisher: OfficialPublisher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await once(setup, clock)  # baseline: the remote rule is known
+    publisher.calendar = "# nothing here today\n"
+    for _ in range(2):  # a later poll finds the same change: held once
+        clock.advance(hours=1)
+        report = await once(setup, clock)
+    url = f"{publisher.base}/calendar/us.toml"
+    assert url in report.sources.held
+    assert payloads(hooks, "parts") == []
+    [held] = payloads(hooks, "ops")
+    assert held["type"] == "source.held"
+    assert held["data"]["would_emit"] == {"tariff.rule.withdrawn": 1}
+    assert sum("change held for review" in r.getMessage() for r in caplog.records) == 1
+
+    async with Notifier(load_config(setup), clock=clock, parse_in_processes=False) as notifier:
+        assert await Jobs(notifier).settle_held(url, release=True) is not None
+    await once(setup, clock)  # sends what the release queued
+    [withdrawn] = payloads(hooks, "parts")
+    assert withdrawn["type"] == "tariff.rule.withdrawn"
+    assert withdrawn["data"]["rule"]["id"] == "remote-parts"
+
+
 async def test_a_calendar_url_rule_id_that_a_local_file_has_is_rejected_naming_both(
     write_config: WriteConfig, clock: FakeClock, hooks: WebhookPeer, publisher: OfficialPublisher
 ) -> None:
