@@ -53,7 +53,17 @@ def test_a_document_names_effective_published_and_detected() -> None:
 
 def test_a_public_inspection_filing_names_when_it_was_filed() -> None:
     event = document_event(publication_date="2025-04-03", filed_at="2025-04-02T08:45:00-04:00")
-    assert [label for label, _, _ in moments(event)] == ["published", "filed", "detected"]
+    assert [label for label, _, _ in moments(event)] == ["to be published", "filed", "detected"]
+    renderer = Renderer(override_dir=None, timezone=ZoneInfo("America/New_York"))
+    email = renderer.render_email(event, subscriber_id="desk", unsubscribe_url=None)
+    text = " ".join(email.text.split())
+    # Its publication is still ahead: the alert must not say it was published.
+    assert "To be published Thu 3 Apr 2025, filed Wed 2 Apr 2025, 8:45 AM EDT" in text
+    assert "on file since Wed 2 Apr 2025, 8:45 AM EDT" in text
+    assert "published Thu" not in text.replace("To be published Thu", "")
+    same_day = document_event(publication_date="2025-04-02", filed_at="2025-04-02T08:45:00-04:00")
+    slack = renderer.render_slack(same_day)
+    assert "On file since Wed 2 Apr 2025" in slack and "Published" not in slack
 
 
 def test_no_extra_line_when_everything_happened_the_same_day() -> None:

@@ -143,10 +143,13 @@ def moments(event: Event) -> list[tuple[str, str, bool]]:
         if isinstance(document, Mapping):
             if document.get("effective_on"):
                 found.append(("effective", str(document["effective_on"]), False))
+            # On the Public Inspection desk the publication is still ahead.
+            filed = document.get("filed_at")
             if document.get("publication_date"):
-                found.append(("published", str(document["publication_date"]), False))
-            if document.get("filed_at"):
-                found.append(("filed", str(document["filed_at"]), True))
+                label = "to be published" if filed else "published"
+                found.append((label, str(document["publication_date"]), False))
+            if filed:
+                found.append(("filed", str(filed), True))
         elif entry.get("published"):
             found.append(("published", str(entry["published"]), True))
     if data.get("detected_at"):
