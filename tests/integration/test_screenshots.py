@@ -1,12 +1,15 @@
 """Every event type's HTML email, rendered in headless Chromium and saved under docs/.
 
-The screenshots are the review copy of what subscribers see (docs/screenshots/*.png); this
-test regenerates them and checks that each one shows something: a broken template or a
-blank page fails here before anyone opens an inbox.
+The screenshots are the review copy of what subscribers see (docs/screenshots/*.png). This
+test photographs every page afresh and checks that each one shows something: a broken
+template or a blank page fails here before anyone opens an inbox. It writes into a
+temporary folder, so a test run leaves the checkout clean; with
+``NOTIFIER_UPDATE_SCREENSHOTS=1`` it writes docs/screenshots/ instead (commit the result).
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import zlib
@@ -96,9 +99,11 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         period="daily 08:00",
     )
     pages["digest"] = digest.html
-    jobs = [(name, DESKTOP, SCREENSHOTS / f"{name}.png") for name in pages]
-    jobs.append(("tariff.rule.changed", MOBILE, SCREENSHOTS / "mobile-tariff.rule.changed.png"))
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    update = os.environ.get("NOTIFIER_UPDATE_SCREENSHOTS") == "1"
+    folder = SCREENSHOTS if update else work / "png"
+    jobs = [(name, DESKTOP, folder / f"{name}.png") for name in pages]
+    jobs.append(("tariff.rule.changed", MOBILE, folder / "mobile-tariff.rule.changed.png"))
+    folder.mkdir(parents=True, exist_ok=True)
 
     def shoot(job: tuple[str, tuple[int, int], Path]) -> None:
         name, size, png = job
@@ -118,6 +123,8 @@ def test_every_event_type_and_the_digest_have_a_screenshot(screenshots: dict[str
     for png in screenshots.values():
         assert png.is_file(), png
         assert png.stat().st_size > 20_000, f"{png.name} is suspiciously small"
+        # The review copy in docs/ has every page too (regenerated with the variable above).
+        assert (SCREENSHOTS / png.name).is_file(), f"docs/screenshots/{png.name} is missing"
 
 
 def test_screenshots_have_the_requested_size_and_are_not_blank(
