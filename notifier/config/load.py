@@ -260,8 +260,11 @@ def calendar_files(model: ConfigModel, *, base_dir: Path, file: str, text: str =
             matched = sorted(Path(p) for p in glob.glob(str(full)))
             if not matched:
                 # A glob that matches nothing would silently withdraw every rule.
+                default = "paths" not in model.calendar.model_fields_set
                 raise ConfigError(
-                    f"calendar glob {full} matches no file",
+                    f"calendar glob {full} matches no file"
+                    + (" (the default [calendar] paths)" if default else "")
+                    + "; fix the path, or write [calendar] paths = [] to run without a calendar",
                     file=file,
                     key=f"calendar.paths[{index}]",
                     line=line,

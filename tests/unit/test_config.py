@@ -201,3 +201,20 @@ def test_missing_config_file_is_usage_error(
 ) -> None:
     code, out = run_check(tmp_path / "nope.toml", capsys)
     assert code == 2 and "nope.toml" in out and "not found" in out
+
+
+def test_a_config_without_a_calendar_says_how_to_run_without_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No [calendar] section and no calendar/ folder: the default glob matches nothing.
+    config = BASE.replace('[calendar]\npaths = ["calendar/*.toml"]\n', "")
+    path = tmp_path / "notifier.toml"
+    path.write_text(textwrap.dedent(config))
+    code, out = run_check(path, capsys)
+    assert code == 2
+    assert "matches no file (the default [calendar] paths)" in out
+    assert "paths = [] to run without a calendar" in out
+    # Which is then accepted, with no rules.
+    path.write_text(textwrap.dedent(config) + "\n[calendar]\npaths = []\n")
+    code, out = run_check(path, capsys)
+    assert code == 0 and "rules:       0" in out, out
