@@ -209,6 +209,10 @@ async def test_log_lines_carry_fields_and_zones_and_alerts_name_the_feed_by_its_
     assert failing and failing[0]["feed"] == "broken" and failing[0]["source"] == "broken"
     [gone] = [r for r in records if "answered 410 Gone" in r["message"]]
     assert gone["subscriber"] == "erp" and gone["level"] == "warning"
+    # A line about one delivery names it, its subscriber and its event as fields.
+    [failed] = [r for r in records if "after attempt" in r["message"]]
+    assert failed["delivery_id"] and failed["delivery_id"] in failed["message"]
+    assert failed["subscriber"] == "erp" and failed["event_id"]
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
 
     # The feed has no `title` in the config: the alert names it by its own <title>.
