@@ -10,6 +10,10 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from notifier.core.model import Delivery, Event
 
 _SECRETS: set[str] = set()
 
@@ -37,6 +41,18 @@ def source_fields(source_id: str, kind: str) -> dict[str, str]:
     if kind == "calendar-url":
         return {"source": source_id}
     return {"source": source_id, "feed": source_id}
+
+
+def delivery_fields(delivery: Delivery, event: Event | None = None) -> dict[str, str]:
+    """``extra=`` for a line about one delivery: its id, subscriber and event."""
+    fields = {
+        "delivery_id": delivery.id,
+        "subscriber": delivery.subscriber_id,
+        "event_id": delivery.event_id,
+    }
+    if event is not None:
+        fields["event_type"] = event.type
+    return fields
 
 
 class _RedactingFormatter(logging.Formatter):

@@ -30,6 +30,7 @@ from notifier.delivery.masking import mask_target, shown_target
 from notifier.delivery.render import Renderer
 from notifier.delivery.unsubscribe import unsubscribe_secret, unsubscribe_token
 from notifier.errors import NotifierError
+from notifier.logs import delivery_fields
 from notifier.store import AttemptRecord, Store
 
 __all__ = [
@@ -197,7 +198,7 @@ class Outbox:
             channel, message = prepared
             result: SendResult = await channel.send(message)
         except Exception as exc:  # a bug or a template error must not stop the others
-            log.exception("delivery %s raised", delivery.id, extra=_fields(delivery, event))
+            log.exception("delivery %s raised", delivery.id, extra=delivery_fields(delivery, event))
             return SendResult("retry", f"internal error: {type(exc).__name__}: {exc}"[:500])
         if result.outcome == "gone":
             # Before it is recorded: deliveries to it claimed in this drain stay unsent.
@@ -329,7 +330,7 @@ class Outbox:
                     {"queued": "will retry", "failed": "failed", "dead": "is dead"}[rec.status],
                     rec.attempts,
                     result.detail,
-                    extra=_fields(delivery, None),
+                    extra=delivery_fields(delivery),
                 )
             report.add(delivery.id, rec.status, result.detail)
             if self.on_result is not None:
@@ -400,15 +401,3 @@ class Outbox:
     async def drain_digests(self, report: DrainReport) -> None:
         """Send the digests whose time has come: one email per subscriber address."""
         await drain_digests(self, report)
-
-
-def _fields(delivery: Delivery, event: Event | None) -> dict[str, str]:
-    """The structured fields of a log line about a delivery (JSON logs)."""
-    fields = {
-        "delivery_id": delivery.id,
-        "subscriber": delivery.subscriber_id,
-        "event_id": delivery.event_id,
-    }
-    if event is not None:
-        fields["event_type"] = event.type
-    return fields
