@@ -120,6 +120,67 @@ def test_hts_traps(tagger: Tagger, text: str, expected: tuple[str, ...]) -> None
     assert hts(tagger, text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a shared bare form takes the metal that governs it, not every metal of the clause
+        ("copper pipes and tubes, aluminum foil and steel nails", ("7317", "7411", "7607")),
+        (
+            "Duties rise on steel pipes and tubes, aluminum foil and copper wire.",
+            ("7304", "7305", "7306", "7408", "7607"),
+        ),
+        # ... and the metals coordinated with that one, which then add nothing of their own
+        (
+            "Certain Steel, Aluminum and Copper Pipes and Tubes From Mexico",
+            ("7304", "7305", "7306", "7411", "7608"),
+        ),
+        ("aluminum and copper sheet", ("7409", "7606")),
+        # without a metal right before it, the nearest metal of the clause, coordinated
+        (
+            "imports of steel and aluminum, including sheet and foil",
+            ("72", "7208", "7209", "7210", "7211", "7212", "73", "76", "7606", "7607"),
+        ),
+        ("aluminum derivatives such as foil", ("76", "7607")),
+        ("copper cathodes; aluminum plate and foil", ("7403", "7606", "7607")),
+    ],
+)
+def test_shared_metal_forms(tagger: Tagger, text: str, expected: tuple[str, ...]) -> None:
+    assert hts(tagger, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # in "X Y" the head Y is the good; a product term X before it adds nothing
+        ("Bicycle Helmets From China", ("6506",)),
+        ("EV chargers and truck tires", ("4011", "8504")),
+        ("rubber medical gloves", ("4015",)),
+        ("non-electric-vehicle batteries", ("8507",)),
+        ("laptop racks", ()),  # a head word: names nothing alone, but X is no good
+        ("bike racks and bicycle parts", ("8714",)),
+        ("truck seats", ("9401",)),
+        # ... compounds written as terms and overlapping terms keep their headings
+        ("auto parts", ("8708",)),
+        ("Medium- and Heavy-Duty Truck Parts", ("8704", "8708")),
+        ("steel nails and steel wire rope", ("7312", "7317")),
+        # a plural before a product is no modifier; an ignored phrase after one is none
+        ("Automakers chip in for worker training", ("8703",)),
+        # a feature after "with" is no good of its own
+        ("motorcycles with engines", ("8711",)),
+        ("chassis equipped with engines", ("8706",)),
+        # "non-" negates the term right after it, not the rest of its compound
+        ("lead-acid batteries for non-electric-vehicle uses", ("8507",)),
+        ("non-automotive uses", ()),
+        ("non-alloy steel", ("72", "73")),
+        # a producer compound names its good, as in the labelled sets
+        ("Steelmakers cheer the ruling", ("72", "73")),
+        ("chipmakers and drugmakers", ("30", "8541", "8542")),
+    ],
+)
+def test_compound_heads(tagger: Tagger, text: str, expected: tuple[str, ...]) -> None:
+    assert hts(tagger, text) == expected
+
+
 # ----------------------------------------------------------------- context
 
 

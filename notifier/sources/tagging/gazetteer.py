@@ -31,6 +31,9 @@ _CONTEXT_LISTS = (
     "surname_forms",
     "person_titles",
     "common_words",
+    "head_words",
+    "attribute_words",
+    "negating_prefixes",
 )
 _FORM_RULE_KEYS = ("not_before", "not_after", "not_near")
 _SECTIONS = {"country", "product", "form", "ignore", "context"}

@@ -55,6 +55,7 @@ Rules, and why:
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -218,8 +219,25 @@ class Tagger:
             for metal, words in gazetteer.context.metal_words.items()
             for word in words
         }
+        self._compounds(gazetteer.context.lists)
         self._context = Context(gazetteer.context, known_forms=self._countries)
         self._context.add_common(w for phrase in self._products for w in phrase.split(" "))
+
+    def _compounds(self, lists: Mapping[str, list[str]]) -> None:
+        """Head words, attribute words and plural forms, for ``_modifiers``."""
+        # Head words name nothing alone, but make the term before them a modifier.
+        self._heads = frozenset(f for w in lists["head_words"] for f in _product_forms(w))
+        for form in self._heads:
+            self._products.setdefault(form, ())
+        self._attribute = _gap_regex(lists["attribute_words"])
+        self._negated = _prefix_regex(lists["negating_prefixes"])
+        products = self._products
+        self._plurals = frozenset(
+            f
+            for f in products
+            if (f.endswith("s") and f[:-1] in products)
+            or (f.endswith("ies") and f[:-3] + "y" in products)
+        )
 
     # Compiling the two prefix-tree regexes is most of a tagger's ~0.4 s start-up; a
     # process that never tags (an operator command, a daemon with nothing new yet) never
@@ -276,44 +294,160 @@ class Tagger:
                 origins.update(codes)
         return tuple(sorted(origins))
 
+    def _scan(self, lower: str) -> tuple[list[tuple[int, int, str]], dict[int, tuple[int, str]]]:
+        """The product matches not inside a longer one, as (start, end, phrase), and the
+        metal words seen, as start -> (end, metal)."""
+        covered = 0
+        metals: dict[int, tuple[int, str]] = {}
+        found: list[tuple[int, int, str]] = []
+        for match in self._product_re.finditer(lower):
+            phrase = _normal(match[1])
+            if self._metal_of and any(w in self._metal_of for w in phrase.split(" ")):
+                for word in _WORD.finditer(match[1]):
+                    metal = self._metal_of.get(word[0])
+                    if metal:
+                        at = match.start(1) + word.start()
+                        metals[at] = (at + len(word[0]), metal)
+            if match.end(1) <= covered:
+                continue  # inside a longer phrase already seen
+            covered = match.end(1)
+            if self._negated.search(lower, max(0, match.start(1) - 8), match.start(1)):
+                # "non-automotive" names no good; "non-alloy steel" is still steel
+                phrase = phrase.partition(" ")[2]
+                if phrase not in self._products:
+                    continue
+            found.append((match.start(1), match.end(1), phrase))
+        return found, metals
+
     def _product_headings(self, text: str) -> set[str]:
         # Products match in any case: scan the lower-cased text once instead of asking
         # ``re`` to fold case at every position (about twice as fast).
         lower = text.lower()
+        found, metals = self._scan(lower)
+        if not found:
+            return set()
+        modifiers = self._modifiers(lower, found)
         hts: set[str] = set()
-        covered = 0
-        metals: list[tuple[int, str]] = []  # (position, metal) of every metal word seen
-        forms: list[tuple[int, dict[str, tuple[str, ...]]]] = []
-        for match in self._product_re.finditer(lower):
-            phrase = _normal(match[1])
-            if self._metal_of:
-                metals.extend(
-                    (match.start(1), self._metal_of[w])
-                    for w in phrase.split(" ")
-                    if w in self._metal_of
-                )
-            if match.end(1) <= covered:
-                continue  # inside a longer phrase already seen
-            covered = match.end(1)
-            if phrase in self._forms:
-                forms.append((match.start(1), self._forms[phrase]))
-            else:
-                hts.update(self._products.get(phrase, ()))
+        forms = [
+            (start, self._forms[phrase])
+            for index, (start, _, phrase) in enumerate(found)
+            if phrase in self._forms and index not in modifiers
+        ]
+        for start, _, phrase in found:
+            # the form of a compound is shared by the metals before it: "aluminum and
+            # copper sheet" is aluminum sheet too
+            metal, _, rest = phrase.partition(" ")
+            if rest in self._forms and metal in self._metal_of and start in metals:
+                forms.append((metals[start][0] + 1, self._forms[rest]))
         if forms:
-            hts.update(_form_headings(lower, forms, metals))
+            starts = {start: index for index, (start, _, _) in enumerate(found)}
+            governing = sorted((at, end, metal) for at, (end, metal) in metals.items())
+            for heading, modifier_at in _form_headings(lower, forms, governing):
+                if heading:
+                    hts.add(heading)
+                index = starts.get(modifier_at, -1)
+                if index >= 0 and found[index][2] in self._metal_of:
+                    modifiers.add(index)  # a bare metal that only qualifies a form
+        for index, (_, _, phrase) in enumerate(found):
+            if index not in modifiers and phrase not in self._forms:
+                hts.update(self._products.get(phrase, ()))
         return hts
+
+    def _modifiers(self, lower: str, found: list[tuple[int, int, str]]) -> set[int]:
+        """The matches that add no heading of their own: a singular product term right
+        before another product term or a head word is the modifier of a compound
+        ("bicycle helmets", "truck seats"); a term after an attribute word is a feature
+        of the term before ("motorcycles with engines")."""
+        modifiers: set[int] = set()
+        for index in range(len(found) - 1):
+            _, end, phrase = found[index]
+            after, _, following = found[index + 1]
+            if after < end:
+                continue  # overlapping terms both count ("heavy-duty truck parts")
+            named = self._products.get(following) or following in self._forms
+            if not named and following not in self._heads:
+                continue  # an ignored phrase ("automakers chip in")
+            if phrase in self._heads:
+                continue
+            if _JOINER.fullmatch(lower, end, after):
+                if phrase not in self._plurals and (
+                    self._products.get(phrase) or phrase in self._forms
+                ):
+                    modifiers.add(index)
+            elif self._attribute.fullmatch(lower, end, after):
+                modifiers.add(index + 1)
+        return modifiers
+
+
+_WORD = re.compile(r"[\w'’]+")
+_JOINER = re.compile(r"[\s\-‐‑–]+")
+# Between coordinated metals: "steel, aluminum and copper", "steel and/or aluminum".
+_COORDINATION = re.compile(r"\s*(?:,|/|&|and|or|and/or)?\s*(?:(?<=\s)(?:and|or)\s+)?")
+
+
+def _gap_regex(words: Iterable[str]) -> re.Pattern[str]:
+    """Whitespace, one of ``words`` (spaces inside them any whitespace), whitespace."""
+    alternatives = sorted((_normal(w).lower() for w in words), key=len, reverse=True)
+    if not alternatives:
+        return re.compile("(?!)")
+    escaped = (r"\s+".join(re.escape(p) for p in a.split(" ")) for a in alternatives)
+    return re.compile(r"\s+(?:" + "|".join(escaped) + r")\s+")
+
+
+def _prefix_regex(prefixes: Iterable[str]) -> re.Pattern[str]:
+    """One of ``prefixes`` as a word, joined by a hyphen or a space, at the end."""
+    alternatives = sorted((p.lower() for p in prefixes), key=len, reverse=True)
+    if not alternatives:
+        return re.compile("(?!)")
+    escaped = "|".join(re.escape(p) for p in alternatives)
+    return re.compile(r"(?<!\w)(?:" + escaped + r")[\s\-‐‑–]?\Z")
 
 
 def _form_headings(
-    lower: str, forms: list[tuple[int, dict[str, tuple[str, ...]]]], metals: list[tuple[int, str]]
-) -> Iterator[str]:
-    """A bare metal form takes the metals of its clause, else those of the text."""
+    lower: str,
+    forms: list[tuple[int, dict[str, tuple[str, ...]]]],
+    metals: list[tuple[int, int, str]],
+) -> Iterator[tuple[str, int]]:
+    """The headings of bare metal forms, each with the start of a metal word that is only
+    its modifier (-1 when none).
+
+    A form takes the metals that govern it: the metal right before it and those
+    coordinated with that one ("steel, aluminum and copper pipes"), else the nearest
+    metal of its clause before it (or after it) with its coordinated metals, else every
+    metal of the text.
+    """
     if not metals:
         return
     ends = [m.start() for m in _CLAUSE_END.finditer(lower)]
+    starts = [at for at, _, _ in metals]
     for position, by_metal in forms:
-        start = max((e for e in ends if e < position), default=-1)
-        end = min((e for e in ends if e >= position), default=len(lower))
-        near = {metal for at, metal in metals if start < at < end} or {m for _, m in metals}
-        for metal in near:
-            yield from by_metal.get(metal, ())
+        cut = bisect.bisect_left(ends, position)
+        start = ends[cut - 1] if cut else -1
+        end = ends[cut] if cut < len(ends) else len(lower)
+        nearest = bisect.bisect_right(starts, position)
+        if nearest and starts[nearest - 1] > start and metals[nearest - 1][1] <= position:
+            chain = _chain(lower, metals, nearest - 1, step=-1)
+            adjacent = _JOINER.fullmatch(lower, metals[nearest - 1][1], position) is not None
+        elif nearest < len(starts) and starts[nearest] < end:
+            chain, adjacent = _chain(lower, metals, nearest, step=1), False
+        else:
+            chain, adjacent = list(range(len(metals))), False
+        for index in chain:
+            at, _, metal = metals[index]
+            for heading in by_metal.get(metal, ()):
+                yield heading, -1
+            if adjacent:
+                yield "", at
+
+
+def _chain(lower: str, metals: list[tuple[int, int, str]], first: int, *, step: int) -> list[int]:
+    """``first`` and the metals coordinated with it, walking back (-1) or forward (+1)."""
+    chain = [first]
+    index = first
+    while 0 <= index + step < len(metals):
+        left, right = sorted((index, index + step))
+        if not _COORDINATION.fullmatch(lower, metals[left][1], metals[right][0]):
+            break
+        index += step
+        chain.append(index)
+    return chain
