@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -96,14 +96,25 @@ def _suggestion(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
         return ""
     known = _known_keys(model, loc)
     if len(loc) == 1:
-        known = [f"[{key}]" for key in known]
-        name = f"[{name}]"
+        # A top-level key is a table, or an array of tables ([[subscriber]], [[feed]]).
+        tables = {key: _header(model, key) for key in known}
+        known = list(tables.values())
+        close = difflib.get_close_matches(name, list(tables), n=1, cutoff=0.6)
+        if close:
+            return f" (did you mean {tables[close[0]]}?)"
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     if close:
         return f" (did you mean {close[0]}?)"
     if known:
         return f" (expected one of: {', '.join(known)})"
     return " (check the spelling against the documentation)"
+
+
+def _header(model: type[BaseModel], key: str) -> str:
+    """``[key]`` for a table, ``[[key]]`` for an array of tables."""
+    field = model.model_fields.get(key)
+    is_list = field is not None and get_origin(field.annotation) in (list, tuple)
+    return f"[[{key}]]" if is_list else f"[{key}]"
 
 
 def _strings(value: Any) -> Iterable[str]:

@@ -71,6 +71,12 @@ async def test_the_top_level_help_describes_the_commands() -> None:
             "unknown key (did you mean [smtp]?)",
         ),
         (
+            "[[subscriber]]",
+            "[[subscribers]]",
+            ":9: subscribers: ",
+            "unknown key (did you mean [[subscriber]]?)",
+        ),
+        (
             'id = "team"',
             'id = "${TEAM_ID_IS_NOT_SET}"',
             ":10: subscriber[0].id: ",
@@ -89,7 +95,15 @@ async def test_the_top_level_help_describes_the_commands() -> None:
             'unsupported state URL scheme "mysql"',
         ),
     ],
-    ids=["digest", "health", "unknown-table", "missing-var", "empty-glob", "mysql"],
+    ids=[
+        "digest",
+        "health",
+        "unknown-table",
+        "unknown-array",
+        "missing-var",
+        "empty-glob",
+        "mysql",
+    ],
 )
 async def test_a_config_mistake_says_where_and_what_is_expected_in_words(
     write_config: WriteConfig, old: str, new: str, where: str, expected: str
