@@ -337,7 +337,12 @@ class Tagger:
             # the form of a compound is shared by the metals before it: "aluminum and
             # copper sheet" is aluminum sheet too
             metal, _, rest = phrase.partition(" ")
-            if rest in self._forms and metal in self._metal_of and start in metals:
+            if (
+                rest in self._forms
+                and metal in self._metal_of
+                and _COORDINATED.search(lower, max(0, start - 6), start)
+                and start in metals
+            ):
                 forms.append((metals[start][0] + 1, self._forms[rest]))
         if forms:
             starts = {start: index for index, (start, _, _) in enumerate(found)}
@@ -382,6 +387,7 @@ class Tagger:
 _WORD = re.compile(r"[\w'’]+")
 _JOINER = re.compile(r"[\s\-‐‑–]+")
 # Between coordinated metals: "steel, aluminum and copper", "steel and/or aluminum".
+_COORDINATED = re.compile(r"(?:,|(?<!\w)and|(?<!\w)or|/|&)\s*\Z")
 _COORDINATION = re.compile(r"\s*(?:,|/|&|and|or|and/or)?\s*(?:(?<=\s)(?:and|or)\s+)?")
 
 
