@@ -12,15 +12,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from notifier.config import Config, merge_calendars, parse_calendar
+from notifier.config.load import REVIEW_MAX_AGE_DAYS
 from notifier.core.calendar import diff_calendar
 from notifier.core.decide import decide_calendar, decide_hold, due_after_save
 from notifier.core.health import held_event
 from notifier.core.model import Rule
 from notifier.errors import ConfigError, FetchError
+from notifier.logs import source_fields
 from notifier.runtime.jobbase import CalendarUrlSource, PassReport, calendar_url_key, json_text
 from notifier.runtime.polls import SourceJobs
 from notifier.sources.base import Validators
@@ -57,6 +60,20 @@ class CalendarJobs(SourceJobs):
             found.append((url, rules))
         return found
 
+    @staticmethod
+    def _warn_if_stale(url: str, reviewed: date, today: date) -> None:
+        """A calendar URL says when it was reviewed, like a file: say so when that was
+        more than 90 days ago (each time a new version of it is read)."""
+        if (today - reviewed).days > REVIEW_MAX_AGE_DAYS:
+            log.warning(
+                "calendar URL %s was last reviewed %s (%d days ago): its rules may be out of "
+                "date; check them against their sources",
+                url,
+                reviewed,
+                (today - reviewed).days,
+                extra=source_fields(url, "calendar-url"),
+            )
+
     async def current_rules(self) -> list[Rule]:
         """Local calendar files and calendar URLs together (ids unique across them)."""
         config = self.notifier.runtime.config
@@ -92,6 +109,8 @@ class CalendarJobs(SourceJobs):
             await self._record_failure(rt, source, state, str(exc), report)
             return report
         now = self.notifier.clock()
+        if fetched.reviewed is not None:
+            self._warn_if_stale(url, fetched.reviewed, now.astimezone(rt.config.zone).date())
         health = await self._recovery_events(source, state, now=now)
         if fetched.rules is None:
             report.feeds_unchanged = 1

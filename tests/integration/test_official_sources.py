@@ -8,6 +8,7 @@ Standard Webhooks signature.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -339,6 +340,27 @@ async def test_calendar_url_changes_a_rate_fails_and_serves_a_bad_key_without_wi
     assert url in error and "bassis" in error and "unknown key" in error
     # Neither the 500 nor the bad file withdrew the rule.
     assert [p["type"] for p in payloads(hooks, "parts")] == ["tariff.rule.changed"]
+
+
+async def test_a_calendar_url_reviewed_long_ago_is_flagged_naming_the_url(
+    setup: Path,
+    clock: FakeClock,
+    publisher: OfficialPublisher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The clock says 2025-04-17: 2024-12-01 is 137 days before, 2025-04-01 only 16.
+    publisher.calendar = "reviewed = 2024-12-01\n" + CALENDAR.format(rate="25%")
+    with caplog.at_level(logging.WARNING, logger="notifier.runtime.calendar"):
+        await once(setup, clock)
+    url = f"{publisher.base}/calendar/us.toml"
+    [warned] = [r for r in caplog.records if "last reviewed" in r.getMessage()]
+    assert url in warned.getMessage() and "2024-12-01 (137 days ago)" in warned.getMessage()
+    caplog.clear()
+    publisher.calendar = "reviewed = 2025-04-01\n" + CALENDAR.format(rate="25%")
+    clock.advance(hours=1)
+    with caplog.at_level(logging.WARNING, logger="notifier.runtime.calendar"):
+        await once(setup, clock)
+    assert not [r for r in caplog.records if "last reviewed" in r.getMessage()]
 
 
 async def test_a_one_rule_calendar_url_serving_an_empty_file_withdraws_nothing_until_released(
