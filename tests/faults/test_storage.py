@@ -292,11 +292,18 @@ async def test_a_damaged_state_file_is_one_line_naming_the_file(
     damage(db, how)
     damaged = db.read_bytes()
     feeds.feeds["news"].append(FeedItem("n2", "Tariff on copper raised"))
+    took: dict[str, float] = {}
     for command in ("once", "run"):
+        started = time.monotonic()
         code, out, err = await cli(config, command)
+        took[command] = time.monotonic() - started
         assert_damage_reported(code, out, err, db)
     assert db.read_bytes() == damaged  # not made worse
     assert len(smtp.messages) == sent  # nothing sent that could not be recorded
+    print(
+        f"\nFIGURE damaged-state ({how}): `once` exit 1 in {took['once']:.1f} s, `run` exit 1 "
+        f"in {took['run']:.1f} s, one line naming the file each; file unchanged; 0 sent"
+    )
 
 
 async def test_a_page_damaged_while_open_is_reported_by_the_next_query(

@@ -280,6 +280,8 @@ async def test_a_discarded_mass_change_becomes_the_baseline_without_alerts(
 # --- no secret anywhere -------------------------------------------------------------------
 
 SLACK_TOKEN = "T0SECRETTEAM/B0SECRETBOT/xoxbSlackTokenNeverShown"
+LITERAL_TOKEN = "T0LITERALTEAM/B0LITERALBOT/literalSlackTokenNeverShown"
+SLACK_PARTS = ("SECRETTEAM", "xoxbSlackToken", "LITERALTEAM", "literalSlack", "/services/")
 
 
 async def test_no_command_output_or_log_shows_a_secret(
@@ -301,6 +303,13 @@ async def test_no_command_output_or_log_shows_a_secret(
         + delivery_section(("1s", "1s"), timeout="2s")
         + feed_section("news", feeds.url("news"))
         + webhook_subscriber("chat", "${SLACK_URL}", None, extra='format = "slack"\n')
+        # A Slack URL written in the file itself: the URL is the secret all the same.
+        + webhook_subscriber(
+            "room",
+            f"http://127.0.0.1:{closed}/services/{LITERAL_TOKEN}",
+            None,
+            extra='format = "slack"\n',
+        )
         + webhook_subscriber("erp", hooks.url("/erp"), "${HOOK_SECRET}")
     )
     outputs: dict[str, str] = {}
@@ -333,24 +342,30 @@ async def test_no_command_output_or_log_shows_a_secret(
     await run("sources", "--json")
     await run("sources")
     await run("send-test", "chat", ok=(1,))
+    await run("send-test", "room", ok=(1,))
     await run("send-test", "erp")
+    for item in await deliveries(config):
+        await run("deliveries", "show", item["id"])
+    await run("--log-format", "json", "send-test", "chat", ok=(1,))
     code, _ = await daemon.stop()
     assert code == 0
     outputs["run (log)"] = daemon.log()
+    await run("--log-format", "json", "--log-level", "debug", "once")  # SQL statements too
 
     code, out, err = await cli(config, "deliveries", "--json")
     assert code == 0, err
-    shown = {d["target"] for d in json.loads(out) if d["subscriber"] == "chat"}
+    shown = {d["target"] for d in json.loads(out) if d["subscriber"] in ("chat", "room")}
     assert shown == {f"http://127.0.0.1:{closed}/…"}  # shown, masked
     assert (
         "refused" in outputs["send-test chat"].lower()
         or "connect" in outputs["send-test chat"].lower()
     ), outputs["send-test chat"]
     leaks = {
-        name: [s for s in ("SECRETTEAM", "xoxbSlackToken", "/services/", hook_secret) if s in text]
+        name: [s for s in (*SLACK_PARTS, hook_secret) if s in text]
         for name, text in outputs.items()
     }
     assert {name: found for name, found in leaks.items() if found} == {}
+    print(f"\nFIGURE secrets: 0 leaks in {len(outputs)} distinct command outputs and logs")
 
 
 # --- the ledger ---------------------------------------------------------------------------
