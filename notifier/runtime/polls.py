@@ -1,46 +1,28 @@
-"""The source job: poll one source (any kind), decide, write one transaction; its health
-events (``source.failing``/``recovered``) and held changes (``source.held``, settled by
-``sources release|discard``)."""
+"""The source job: poll one source (any kind), decide, write one transaction, and hold a
+mass change (``source.held``, settled by ``sources release|discard``). Its health events
+(``source.failing``/``recovered``) are in ``source_health``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from notifier.config import FeedSection
-from notifier.core.decide import (
-    FeedPlan,
-    HealthView,
-    decide_feed_poll,
-    decide_health,
-    decide_hold,
-    episode_of,
-)
-from notifier.core.health import health_event, health_event_id, held_event
+from notifier.core.decide import FeedPlan, decide_feed_poll, decide_hold
+from notifier.core.health import held_event
 from notifier.core.model import Event
 from notifier.errors import FetchError, NotifierError
-from notifier.logs import source_fields
-from notifier.runtime.jobbase import (
-    HealthSource,
-    JobBase,
-    PassReport,
-)
+from notifier.runtime.jobbase import PassReport
 from notifier.runtime.runtime import Runtime
+from notifier.runtime.source_health import SourceHealthJobs, about
 from notifier.sources.base import FetchContext, Fetched, Validators
 from notifier.sources.registry import source_kind
 from notifier.store import FeedState, UnchangedPoll
-from notifier.store.feeds import health_view
 
 log = logging.getLogger("notifier.runtime.polls")
-
-
-def _about(feed: HealthSource) -> dict[str, str]:
-    """The structured fields of a log line about this source (JSON logs carry them)."""
-    return source_fields(feed.id, feed.kind)
 
 
 # Unchanged polls are recorded in batches of this size, or after this long.
@@ -50,7 +32,7 @@ UNCHANGED_FLUSH_S = 0.25
 _LOAD: Any = object()
 
 
-class SourceJobs(JobBase):
+class SourceJobs(SourceHealthJobs):
     """Polling sources (see the module docstring)."""
 
     def _context(self, feed: FeedSection) -> FetchContext:
@@ -113,7 +95,7 @@ class SourceJobs(JobBase):
             await self._record_failure(rt, feed, state, str(exc), report)
             return
         if fetched.warning:
-            log.info("source %s: %s", feed.id, fetched.warning, extra=_about(feed))
+            log.info("source %s: %s", feed.id, fetched.warning, extra=about(feed))
         now = self.notifier.clock()
         if fetched.unchanged:
             report.feeds_unchanged = 1
@@ -146,7 +128,7 @@ class SourceJobs(JobBase):
                 "source %s: first poll, %d entries taken as the baseline",
                 feed.id,
                 len(plan.remember),
-                extra=_about(feed),
+                extra=about(feed),
             )
         hold = decide_hold(
             events,
@@ -279,78 +261,6 @@ class SourceJobs(JobBase):
             except NotifierError as exc:
                 log.error("could not record %d unchanged polls: %s", len(pending), exc)
 
-    async def _record_failure(
-        self,
-        rt: Runtime,
-        feed: HealthSource,
-        state: FeedState | None,
-        error: str,
-        report: PassReport,
-    ) -> None:
-        report.feed_errors[feed.id] = error
-        if not self.write:
-            log.warning("source %s failed: %s", feed.id, error, extra=_about(feed))
-            return
-        now = self.notifier.clock()
-        before = health_view(state)
-        after = replace(before, failures=before.failures + 1, last_error=error)
-        events = await self._failing_events(feed, before, after, now=now)
-        failures = 0
-
-        async def write(tx: Any) -> None:
-            nonlocal failures
-            failures = await self.store.record_poll(
-                tx, feed.id, now=now, error=error, polled_by=self.notifier.worker
-            )
-
-        await self._commit(await self._plan(rt, events, now=now), report, now=now, write=write)
-        # Log once per state change, not on every failing poll of a dead source.
-        if failures == 1:
-            log.warning("source %s failed: %s", feed.id, error, extra=_about(feed))
-        else:
-            log.debug(
-                "source %s still failing (%d in a row): %s",
-                feed.id,
-                failures,
-                error,
-                extra=_about(feed),
-            )
-
-    async def _failing_events(
-        self, feed: HealthSource, before: HealthView, after: HealthView, *, now: datetime
-    ) -> list[Event]:
-        episode = episode_of(feed.id, after.last_ok_at)
-        announced = await self._announced(feed.id, episode)
-        decision = decide_health(
-            feed.id,
-            before,
-            after,
-            now=now,
-            alert_after=feed.alert_after,
-            stale_after=feed.stale_limit,
-            failing_announced=announced,
-        )
-        if decision.event != "failing":
-            return []
-        return [health_event("failing", feed.id, feed.kind, decision.episode, after, now=now)]
-
-    async def _recovery_events(
-        self, feed: HealthSource, state: FeedState | None, *, now: datetime
-    ) -> list[Event]:
-        before = health_view(state)
-        if before.failures == 0:
-            return []
-        episode = episode_of(feed.id, before.last_ok_at)
-        if not await self._announced(feed.id, episode):
-            return []
-        return [health_event("recovered", feed.id, feed.kind, episode, before, now=now)]
-
-    async def _announced(self, source_id: str, episode: str) -> bool:
-        if not self.write:
-            return False
-        event_id = health_event_id("failing", source_id, episode)
-        return bool(await self.store.emitted([event_id]))
-
     async def _hold(
         self,
         rt: Runtime,
@@ -370,7 +280,7 @@ class SourceJobs(JobBase):
                 "source %s: this poll would be held (%s)",
                 feed.id,
                 dict(hold.would_emit),
-                extra=_about(feed),
+                extra=about(feed),
             )
             return
         notice = held_event(feed.id, feed.kind, hold, now=now)
@@ -406,7 +316,7 @@ class SourceJobs(JobBase):
         planned = await self._plan(rt, [notice, *health], now=now)
         await self._commit(planned, report, now=now, write=write)
         if not fresh:  # held already (or settled meanwhile): said once, when first held
-            log.debug("source %s: the held change is still pending", feed.id, extra=_about(feed))
+            log.debug("source %s: the held change is still pending", feed.id, extra=about(feed))
             return
         log.warning(
             "source %s: change held for review (%s); `tariff-notifier sources release %s` "
@@ -415,7 +325,7 @@ class SourceJobs(JobBase):
             ", ".join(f"{n} {t}" for t, n in hold.would_emit.items()),
             feed.id,
             feed.id,
-            extra=_about(feed),
+            extra=about(feed),
         )
 
     async def _settled_meanwhile(self, feed_id: str, plan: FeedPlan) -> bool:
