@@ -17,22 +17,9 @@ from notifier.config import load_config
 from notifier.runtime.jobs import Jobs
 from notifier.runtime.runtime import Notifier
 from tests.conftest import FakeClock, WriteConfig, new_secret
+from tests.integration.test_operator_gone import rule
 from tests.peers.smtp import SmtpPeer
 from tests.peers.webhook import WebhookPeer
-
-LATER = (datetime.now(UTC) + timedelta(days=60)).replace(microsecond=0)
-
-
-def rule(rule_id: str) -> str:
-    return f"""
-[[rule]]
-id = "{rule_id}"
-title = "Rule {rule_id}"
-origins = ["JP"]
-hts = ["8708"]
-rate = "25%"
-effective = {LATER.isoformat()}
-"""
 
 
 def config(state: str, smtp: SmtpPeer, hooks: WebhookPeer, secret: str) -> str:

@@ -14,57 +14,19 @@ import json
 import signal
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.conftest import WriteConfig, new_secret
+from tests.integration.test_operator_gone import config, get, rule
 from tests.peers import wait_for
 from tests.peers.daemon import Daemon, free_port
 from tests.peers.daemon import run_cli as cli
 from tests.peers.webhook import Reply, WebhookPeer
 
 pytestmark = pytest.mark.slow
-
-LATER = (datetime.now(UTC) + timedelta(days=60)).replace(microsecond=0)
-
-
-def rule(rule_id: str) -> str:
-    return f"""
-[[rule]]
-id = "{rule_id}"
-title = "Rule {rule_id}"
-origins = ["JP"]
-hts = ["8708"]
-rate = "25%"
-effective = {LATER.isoformat()}
-"""
-
-
-def config(*, hooks: WebhookPeer, secret: str, state: str, port: int) -> str:
-    return f"""
-[notifier]
-state = "{state}"
-timezone = "America/New_York"
-health = "127.0.0.1:{port}"
-
-[delivery]
-backoff = ["1s"]
-timeout = "3s"
-
-[[subscriber]]
-id = "erp"
-webhook = "{hooks.url("/erp")}"
-secret = "{secret}"
-"""
-
-
-async def get(url: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session, session.get(url) as resp:
-        return resp.status, await resp.text()
 
 
 async def healthz_until(
@@ -89,7 +51,7 @@ async def test_healthz_is_degraded_by_dead_deliveries_and_a_rejected_reload_then
     hooks.set_secret("/erp", secret)
     hooks.default = Reply(503)
     port = free_port()
-    body = config(hooks=hooks, secret=secret, state=f"sqlite:///{tmp_path / 's.db'}", port=port)
+    body = config(hooks=hooks, secret=secret, state=f"sqlite:///{tmp_path / 's.db'}", health=port)
     calendar = rule("base")
     path = write_config(body, calendar=calendar)
     daemon = await Daemon(path).start()
