@@ -193,3 +193,32 @@ async def test_in_lists_of_any_length_take_few_statement_shapes(store: Store) ->
         sa.event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
     shapes = {s for s in statements if " IN " in s.upper()}
     assert 0 < len(shapes) <= 2 * 8, len(shapes)  # two queries; lengths 1, 2, 4, … 128
+
+
+def test_the_store_knows_the_newest_migration() -> None:
+    from notifier.store import SCHEMA_HEAD
+
+    assert head_revision() == SCHEMA_HEAD  # a new migration must move SCHEMA_HEAD too
+
+
+def test_a_store_at_the_head_opens_without_alembic(tmp_path: Path) -> None:
+    """Every start of `once` pays for Alembic only when there is something to migrate."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    script = (
+        "import asyncio, sys\n"
+        "from notifier.store import Store\n"
+        "async def main():\n"
+        f"    store = await Store.open({url!r})\n"
+        "    print(await store.schema_revision() if 'alembic' in sys.modules else '-')\n"
+        "    await store.close()\n"
+        "asyncio.run(main())\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    run = [sys.executable, "-c", script]
+    first = subprocess.run(run, capture_output=True, text=True, timeout=60, check=True)
+    assert first.stdout.split() == [head_revision(), "True"]  # created: migrated
+    again = subprocess.run(run, capture_output=True, text=True, timeout=60, check=True)
+    assert again.stdout.split() == ["-", "False"]  # at the head: no Alembic at all
