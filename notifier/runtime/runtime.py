@@ -63,13 +63,15 @@ def build_renderer(config: Config) -> Renderer:
         if override and override.is_dir()
         else 0
     )
-    return _cached_renderer(override, config.model.notifier.timezone, stamp)
+    cache = config.state_dir / "cache" / "templates"
+    return _cached_renderer(override, config.model.notifier.timezone, stamp, cache)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_renderer(override: Path | None, zone: str, stamp: int) -> Renderer:
-    """Templates compile once per override folder state (a reload with edits recompiles)."""
-    return Renderer(override_dir=override, timezone=ZoneInfo(zone))
+def _cached_renderer(override: Path | None, zone: str, stamp: int, cache: Path) -> Renderer:
+    """Templates compile once per override folder state (a reload with edits recompiles),
+    and their compiled code is kept in the state folder for the next process."""
+    return Renderer(override_dir=override, timezone=ZoneInfo(zone), bytecode_dir=cache)
 
 
 def build_tagger(config: Config) -> Tagger:

@@ -451,3 +451,60 @@ def test_a_body_cached_by_event_id_is_not_served_for_other_data(renderer: Render
     assert "late_by_s" not in again["data"]
     # The same event again is served from the cache, byte for byte.
     assert renderer.webhook_body(on_time) is renderer.webhook_body(on_time)
+
+
+def test_compiled_templates_are_kept_for_the_next_process_and_an_edit_recompiles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jinja2
+
+    compiled: list[str | None] = []
+    original = jinja2.Environment.compile
+
+    def counting(self: jinja2.Environment, source: str, name: str | None = None, *a, **k):  # type: ignore[no-untyped-def]
+        compiled.append(name)
+        return original(self, source, name, *a, **k)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    zone = ZoneInfo("America/New_York")
+    overrides = tmp_path / "templates"
+    (overrides / "email" / "rule").mkdir(parents=True)
+    subject = overrides / "email" / "rule" / "subject.txt"
+    subject.write_text("Rule: {{ title }}\n")
+    cache = tmp_path / "state" / "cache" / "templates"
+
+    first = Renderer(override_dir=overrides, timezone=zone, bytecode_dir=cache).check()
+    assert len(compiled) >= first >= 22 and any(cache.iterdir())
+    compiled.clear()
+    # A new process (a new Renderer) loads them instead of compiling.
+    Renderer(override_dir=overrides, timezone=zone, bytecode_dir=cache).check()
+    assert compiled == []
+    # An edited template is compiled again, and only that one.
+    subject.write_text("Edited rule: {{ title }}\n")
+    edited = Renderer(override_dir=overrides, timezone=zone, bytecode_dir=cache)
+    edited.check()
+    assert compiled == ["email/rule/subject.txt"]
+    email = edited.render_email(
+        sample_event("tariff.rule.changed"), subscriber_id="s", unsubscribe_url=None
+    )
+    assert email.subject.startswith("Edited rule:")
+
+
+def test_a_template_cache_that_cannot_be_written_or_read_only_costs_a_compile(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    zone = ZoneInfo("America/New_York")
+    # The cache folder would have to live under a file: nothing can be written there.
+    assert Renderer(override_dir=None, timezone=zone, bytecode_dir=blocker / "c").check() >= 22
+    # A damaged cache entry is compiled anew.
+    cache = tmp_path / "cache"
+    Renderer(override_dir=None, timezone=zone, bytecode_dir=cache).check()
+    for entry in cache.iterdir():
+        entry.write_bytes(entry.read_bytes()[:40])
+    renderer = Renderer(override_dir=None, timezone=zone, bytecode_dir=cache)
+    assert renderer.check() >= 22
+    assert renderer.render_email(
+        sample_event("tariff.rule.changed"), subscriber_id="s", unsubscribe_url=None
+    )
