@@ -4,8 +4,9 @@ The word lists and the context rules live in a gazetteer (``config/gazetteer.tom
 user files, format documented at the top of that file), never in code. They are compiled
 once, per kind, into a prefix-tree regex, so tagging costs a handful of regex scans per
 entry (well under a millisecond for a 500-character paragraph) however long the lists
-grow. The parts: ``gazetteer`` (reading files), ``context`` (when a
-country's name names no country), ``numbers`` (numbers, rates, dates).
+grow. The parts: ``gazetteer`` (reading files), ``patterns`` (compiling phrases into
+regexes), ``context`` (when a country's name names no country), ``numbers`` (numbers,
+rates, dates).
 
 Rules, and why:
 
@@ -61,12 +62,20 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from notifier.core.model import Tags
 from notifier.sources.tagging.context import Context
 from notifier.sources.tagging.gazetteer import Gazetteer, default_gazetteer_path, load_gazetteer
 from notifier.sources.tagging.numbers import Numbers, dates_in, find_chapter99, find_hts_numbers
+from notifier.sources.tagging.patterns import (
+    country_forms,
+    gap_regex,
+    ignored_forms,
+    normal,
+    prefix_regex,
+    product_forms,
+    trie_regex,
+)
 
 __all__ = [
     "Gazetteer",
@@ -78,106 +87,8 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- compiling
-
-_SEPARATOR = re.compile(r"[\s\-‐‑–]+")
 # Clause ends for metal forms: not the dot of "U.S." or of a number.
 _CLAUSE_END = re.compile(r"(?<![A-Z])[.;!?](?=\s)")
-
-
-def _normal(phrase: str) -> str:
-    """The lookup key of a phrase or a match: one space between words, ' for ’."""
-    return _SEPARATOR.sub(" ", phrase.strip()).replace("’", "'")
-
-
-def _trie_regex(phrases: Iterable[str], *, overlapping: bool) -> re.Pattern[str]:
-    """One regex matching any phrase, longest first, at word boundaries.
-
-    A prefix tree instead of a flat alternation: Python's ``re`` tries alternatives one by
-    one, so a flat list of 1,500 phrases costs 1,500 tries per position; the tree costs one
-    per character. Greedy optional groups make the longest phrase win.
-
-    Without ``overlapping`` (country names, which start with a capital) the start-of-word
-    check sits after the first character, so ``re`` can skip to positions holding a
-    possible first letter. With it, the phrase is captured inside a lookahead at every
-    word start, so "heavy-duty truck parts" yields both "heavy-duty truck" and "truck
-    parts"; the caller drops a match that lies inside an earlier one ("chips" inside the
-    ignored "potato chips").
-    """
-    root: dict[str, Any] = {}
-    for phrase in phrases:
-        node = root
-        for char in phrase:
-            node = node.setdefault(char, {})
-        node[""] = {}
-    if not root:
-        return re.compile("(?!)")
-    if overlapping:
-        return re.compile(r"(?<!\w)(?=(" + _render(root) + r")(?!\w))")
-    branches = [_atom(c) + r"(?<!\w.)" + _render(child) for c, child in sorted(root.items())]
-    return re.compile("(?:" + "|".join(branches) + r")(?!\w)")
-
-
-def _render(node: dict[str, Any]) -> str:
-    branches = [_atom(char) + _render(child) for char, child in sorted(node.items()) if char]
-    if not branches:
-        return ""
-    if len(branches) == 1 and "" not in node:
-        return branches[0]
-    group = "(?:" + "|".join(branches) + ")"
-    return group + "?" if "" in node else group
-
-
-def _atom(char: str) -> str:
-    if char == " ":
-        return r"[\s\-‐‑–]+"
-    if char == "'":
-        return "['’]"
-    return re.escape(char)
-
-
-def _country_forms(lists: Mapping[str, list[str]]) -> Iterator[str]:
-    demonyms = lists["demonyms"] + [d + "s" for d in lists["demonyms"] if not d.endswith("s")]
-    for form in lists["names"] + lists["places"] + demonyms:
-        yield _normal(form)
-        if form != form.upper():
-            yield _normal(form.upper())
-
-
-def _ignored_forms(phrase: str, *, plural: bool = False) -> Iterator[str]:
-    """An ignored phrase as written, in title case ("French Fries") and in capitals, and
-    with ``plural`` its plural too ("Belgian waffles")."""
-    written = _normal(phrase)
-    variants = [written, _plural(written)] if plural else [written]
-    for variant in variants:
-        titled = " ".join(w[:1].upper() + w[1:] for w in variant.split(" "))
-        for form in {variant, titled, variant[:1].upper() + variant[1:]}:
-            yield form
-            yield form.upper()
-
-
-def _plural(phrase: str) -> str:
-    """The plural of a phrase, keeping its case ("Brazil nut" -> "Brazil nuts")."""
-    lower = phrase.lower()
-    plural = next((f for f in _product_forms(phrase) if f != lower), lower)
-    same = next(
-        (i for i, (a, b) in enumerate(zip(lower, plural, strict=False)) if a != b), len(lower)
-    )
-    return phrase[:same] + plural[same:]
-
-
-def _product_forms(term: str) -> Iterator[str]:
-    """A term and its plural, lower-case ("battery" -> "batteries", "bus" -> "buses")."""
-    term = _normal(term).lower()
-    yield term
-    if term.endswith(("ss", "us", "x", "ch", "sh")):
-        yield term + "es"
-    elif term.endswith("y") and not term.endswith(("ay", "ey", "oy", "uy")):
-        yield term[:-1] + "ies"
-    elif term.endswith("fe"):
-        yield term[:-2] + "ves"  # "knife" -> "knives"
-    elif not term.endswith("s"):
-        yield term + "s"
 
 
 # --------------------------------------------------------------------------- tagger
@@ -189,16 +100,16 @@ class Tagger:
     def __init__(self, gazetteer: Gazetteer) -> None:
         self._countries: dict[str, tuple[str, ...]] = {}
         for code, lists in gazetteer.countries.items():
-            for form in _country_forms(lists):
+            for form in country_forms(lists):
                 self._countries[form] = (*self._countries.get(form, ()), code)
         place_named = [
             term for pid in gazetteer.place_named for term in gazetteer.products[pid]["terms"]
         ]
         for name in gazetteer.ignore["names"]:
-            for form in _ignored_forms(name):
+            for form in ignored_forms(name):
                 self._countries[form] = ()
         for name in place_named:
-            for form in _ignored_forms(name, plural=True):
+            for form in ignored_forms(name, plural=True):
                 self._countries[form] = ()
         self._products: dict[str, tuple[str, ...]] = {}
         for lists in gazetteer.products.values():
@@ -207,11 +118,11 @@ class Tagger:
         for metal_form in gazetteer.forms.values():
             by_metal = {m: tuple(h) for m, h in metal_form.items() if m != "terms"}
             for term in metal_form["terms"]:
-                for phrase in _product_forms(term):
+                for phrase in product_forms(term):
                     self._forms[phrase] = by_metal
                     self._products.setdefault(phrase, ())
         for term in gazetteer.ignore["terms"]:
-            for form_ in _product_forms(term):
+            for form_ in product_forms(term):
                 self._products[form_] = ()
                 self._forms.pop(form_, None)
         self._metal_of = {
@@ -226,11 +137,11 @@ class Tagger:
     def _compounds(self, lists: Mapping[str, list[str]]) -> None:
         """Head words, attribute words and plural forms, for ``_modifiers``."""
         # Head words name nothing alone, but make the term before them a modifier.
-        self._heads = frozenset(f for w in lists["head_words"] for f in _product_forms(w))
+        self._heads = frozenset(f for w in lists["head_words"] for f in product_forms(w))
         for form in self._heads:
             self._products.setdefault(form, ())
-        self._attribute = _gap_regex(lists["attribute_words"])
-        self._negated = _prefix_regex(lists["negating_prefixes"])
+        self._attribute = gap_regex(lists["attribute_words"])
+        self._negated = prefix_regex(lists["negating_prefixes"])
         products = self._products
         self._plurals = frozenset(
             f
@@ -244,11 +155,11 @@ class Tagger:
     # pays it. Two threads racing here compile twice and keep one: harmless.
     @functools.cached_property
     def _country_re(self) -> re.Pattern[str]:
-        return _trie_regex(self._countries, overlapping=False)
+        return trie_regex(self._countries, overlapping=False)
 
     @functools.cached_property
     def _product_re(self) -> re.Pattern[str]:
-        return _trie_regex(self._products, overlapping=True)
+        return trie_regex(self._products, overlapping=True)
 
     def compile(self) -> None:
         """Compile the word lists now (``check`` does, to fail early on a bad list)."""
@@ -256,7 +167,7 @@ class Tagger:
 
     def _add_terms(self, terms: Iterable[str], headings: Iterable[str]) -> None:
         for term in terms:
-            for form in _product_forms(term):
+            for form in product_forms(term):
                 known = self._products.get(form, ())
                 self._products[form] = tuple(sorted({*known, *headings}))
 
@@ -288,7 +199,7 @@ class Tagger:
         """The country codes ``text`` names, sorted, unique."""
         origins: set[str] = set()
         for match in self._country_re.finditer(text):
-            form = _normal(match[0])
+            form = normal(match[0])
             codes = self._countries.get(form, ())
             if codes and not self._context.rejects(text, match.start(), match.end(), form):
                 origins.update(codes)
@@ -301,7 +212,7 @@ class Tagger:
         metals: dict[int, tuple[int, str]] = {}
         found: list[tuple[int, int, str]] = []
         for match in self._product_re.finditer(lower):
-            phrase = _normal(match[1])
+            phrase = normal(match[1])
             if self._metal_of and any(w in self._metal_of for w in phrase.split(" ")):
                 for word in _WORD.finditer(match[1]):
                     metal = self._metal_of.get(word[0])
@@ -389,24 +300,6 @@ _JOINER = re.compile(r"[\s\-‐‑–]+")
 # Between coordinated metals: "steel, aluminum and copper", "steel and/or aluminum".
 _COORDINATED = re.compile(r"(?:,|(?<!\w)and|(?<!\w)or|/|&)\s*\Z")
 _COORDINATION = re.compile(r"\s*(?:,|/|&|and|or|and/or)?\s*(?:(?<=\s)(?:and|or)\s+)?")
-
-
-def _gap_regex(words: Iterable[str]) -> re.Pattern[str]:
-    """Whitespace, one of ``words`` (spaces inside them any whitespace), whitespace."""
-    alternatives = sorted((_normal(w).lower() for w in words), key=len, reverse=True)
-    if not alternatives:
-        return re.compile("(?!)")
-    escaped = (r"\s+".join(re.escape(p) for p in a.split(" ")) for a in alternatives)
-    return re.compile(r"\s+(?:" + "|".join(escaped) + r")\s+")
-
-
-def _prefix_regex(prefixes: Iterable[str]) -> re.Pattern[str]:
-    """One of ``prefixes`` as a word, joined by a hyphen or a space, at the end."""
-    alternatives = sorted((p.lower() for p in prefixes), key=len, reverse=True)
-    if not alternatives:
-        return re.compile("(?!)")
-    escaped = "|".join(re.escape(p) for p in alternatives)
-    return re.compile(r"(?<!\w)(?:" + escaped + r")[\s\-‐‑–]?\Z")
 
 
 def _form_headings(
