@@ -27,6 +27,7 @@ import jinja2
 
 from notifier import resources
 from notifier.core.model import Event
+from notifier.delivery.render.bytecode import QuietBytecodeCache
 from notifier.delivery.render.families import REQUIRED_TEMPLATES, family_of
 from notifier.delivery.render.formatting import ZoneFormat
 from notifier.delivery.render.personal import (
@@ -147,7 +148,7 @@ class Renderer:
             keep_trailing_newline=True,
             auto_reload=False,
             cache_size=-1,
-            bytecode_cache=_QuietBytecodeCache(bytecode_dir) if bytecode_dir else None,
+            bytecode_cache=QuietBytecodeCache(bytecode_dir) if bytecode_dir else None,
         )
         self._env.filters.update(
             localtime=self._format.localtime,
@@ -390,25 +391,3 @@ def _template_frame(exc: BaseException, *, default: str) -> tuple[str, int | Non
         if frame.f_code.co_filename.endswith((".html", ".txt")):
             found = (frame.f_code.co_filename, line)
     return found
-
-
-class _QuietBytecodeCache(jinja2.FileSystemBytecodeCache):
-    """Jinja2's file cache of compiled templates, made best-effort: a folder that cannot
-    be created, read or written means compiling again, never a failed start or alert."""
-
-    def __init__(self, directory: Path) -> None:
-        super().__init__(str(directory), pattern="%s.jinja2.cache")
-        self._folder = directory
-
-    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            super().load_bytecode(bucket)
-        except Exception:  # unreadable, truncated or garbage (pickle, marshal): compile anew
-            bucket.reset()
-
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            self._folder.mkdir(parents=True, exist_ok=True)
-            super().dump_bytecode(bucket)
-        except OSError as exc:
-            log.debug("template cache %s not written: %s", self._folder, exc)
