@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from notifier.config import Config
+from notifier.config.load import stale_review_message
 from notifier.core.model import Event
 from notifier.core.planning import plan_deliveries
 from notifier.logs import register_secrets
@@ -51,10 +52,7 @@ def warn_stale_calendar(config: Config, *, out: Any = None) -> None:
     """Say which calendar files in use were last reviewed more than 90 days ago."""
     today = datetime.now(config.zone).date()
     for file, reviewed in config.stale_calendar_files(today):
-        message = (
-            f"calendar file {file} was last reviewed {reviewed} ({(today - reviewed).days} "
-            "days ago): its rules may be out of date; check them against their sources"
-        )
+        message = stale_review_message(f"calendar file {file}", reviewed, today)
         if out is not None:
             print(f"  warning: {message}", file=out)
         else:

@@ -92,8 +92,21 @@ class Config:
         return [
             (file, when)
             for file, when in sorted(self.calendar_reviewed.items())
-            if when is not None and (today - when).days > REVIEW_MAX_AGE_DAYS
+            if when is not None and stale_review(when, today)
         ]
+
+
+def stale_review(reviewed: date, today: date) -> bool:
+    """Whether a calendar reviewed on ``reviewed`` is due for a review by ``today``."""
+    return (today - reviewed).days > REVIEW_MAX_AGE_DAYS
+
+
+def stale_review_message(what: str, reviewed: date, today: date) -> str:
+    """The warning for a stale calendar ``what`` ("calendar file X", "calendar URL Y")."""
+    return (
+        f"{what} was last reviewed {reviewed} ({(today - reviewed).days} days ago): its "
+        "rules may be out of date; check them against their sources"
+    )
 
 
 # --- loading ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from notifier.config import Config, merge_calendars, parse_calendar
-from notifier.config.load import REVIEW_MAX_AGE_DAYS
+from notifier.config.load import stale_review, stale_review_message
 from notifier.core.calendar import diff_calendar
 from notifier.core.decide import decide_calendar, decide_hold, due_after_save
 from notifier.core.health import held_event
@@ -64,15 +64,9 @@ class CalendarJobs(SourceJobs):
     def _warn_if_stale(url: str, reviewed: date, today: date) -> None:
         """A calendar URL says when it was reviewed, like a file: say so when that was
         more than 90 days ago (each time a new version of it is read)."""
-        if (today - reviewed).days > REVIEW_MAX_AGE_DAYS:
-            log.warning(
-                "calendar URL %s was last reviewed %s (%d days ago): its rules may be out of "
-                "date; check them against their sources",
-                url,
-                reviewed,
-                (today - reviewed).days,
-                extra=source_fields(url, "calendar-url"),
-            )
+        if stale_review(reviewed, today):
+            message = stale_review_message(f"calendar URL {url}", reviewed, today)
+            log.warning("%s", message, extra=source_fields(url, "calendar-url"))
 
     async def current_rules(self) -> list[Rule]:
         """Local calendar files and calendar URLs together (ids unique across them)."""
