@@ -83,7 +83,7 @@ async def test_effective_alert_on_time_then_missed_one_is_late_after_restart(
     daemon = await Daemon(path).start()
     daemons.append(daemon)
     now = datetime.now(UTC)
-    first_at, second_at = now + timedelta(seconds=5), now + timedelta(seconds=14)
+    first_at, second_at = now + timedelta(seconds=10), now + timedelta(seconds=19)
     write_config(config, calendar=rule("first", first_at) + rule("second", second_at))
     daemon.signal(signal.SIGHUP)
     await wait_for(lambda: "reloaded" in daemon.log(), timeout_s=10, what="reload")
