@@ -4,6 +4,7 @@ matched in (plurals, title case, capitals), and the small patterns of context wo
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -17,6 +18,11 @@ def normal(phrase: str) -> str:
 
 
 def trie_regex(phrases: Iterable[str], *, overlapping: bool) -> re.Pattern[str]:
+    """:func:`trie_pattern`, compiled."""
+    return re.compile(trie_pattern(phrases, overlapping=overlapping))
+
+
+def trie_pattern(phrases: Iterable[str], *, overlapping: bool) -> str:
     """One regex matching any phrase, longest first, at word boundaries.
 
     A prefix tree instead of a flat alternation: Python's ``re`` tries alternatives one by
@@ -37,23 +43,26 @@ def trie_regex(phrases: Iterable[str], *, overlapping: bool) -> re.Pattern[str]:
             node = node.setdefault(char, {})
         node[""] = {}
     if not root:
-        return re.compile("(?!)")
+        return "(?!)"
     if overlapping:
-        return re.compile(r"(?<!\w)(?=(" + _render(root) + r")(?!\w))")
+        return r"(?<!\w)(?=(" + _render(root) + r")(?!\w))"
     branches = [_atom(c) + r"(?<!\w.)" + _render(child) for c, child in sorted(root.items())]
-    return re.compile("(?:" + "|".join(branches) + r")(?!\w)")
+    return "(?:" + "|".join(branches) + r")(?!\w)"
 
 
 def _render(node: dict[str, Any]) -> str:
+    parts = []
+    while len(node) == 1 and "" not in node:  # one way on: no group (most nodes)
+        ((char, node),) = node.items()
+        parts.append(_atom(char))
     branches = [_atom(char) + _render(child) for char, child in sorted(node.items()) if char]
-    if not branches:
-        return ""
-    if len(branches) == 1 and "" not in node:
-        return branches[0]
-    group = "(?:" + "|".join(branches) + ")"
-    return group + "?" if "" in node else group
+    if branches:
+        group = "(?:" + "|".join(branches) + ")"
+        parts.append(group + "?" if "" in node else group)
+    return "".join(parts)
 
 
+@functools.cache
 def _atom(char: str) -> str:
     if char == " ":
         return r"[\s\-‐‑–]+"
