@@ -31,7 +31,6 @@ from notifier.core.model import EmailMessage
 from notifier.delivery.channels.base import Outgoing
 from notifier.delivery.channels.mime import (
     _LINE_MAX_OCTETS,
-    _NOT_7BIT,
     _fold_header,
     _recipient_header,
     _sender_header,
@@ -40,6 +39,7 @@ from notifier.delivery.channels.mime import (
     build_mime,
     date_header,
     message_id_for,
+    needs_quoted_printable,
     new_boundary,
     unsubscribe_headers,
 )
@@ -127,11 +127,11 @@ def _html_lines(pieces: Sequence[Piece]) -> list[list[Piece]]:
 def _html_part(pieces: Sequence[Piece]) -> _HtmlPart:
     """The HTML part with its shared lines encoded once."""
     lines = _html_lines(pieces)
-    data = "".join(p for line in lines for p in line if isinstance(p, str)).encode("utf-8")
-    quoted = _NOT_7BIT.search(data) is not None or any(
-        len(line) > _LINE_MAX_OCTETS
-        for line in (b"".join(p.encode() for p in ln if isinstance(p, str)) for ln in lines)
+    # Each line's literal text alone: whether the shared parts need QP, values aside.
+    data = b"".join(
+        "".join(p for p in line if isinstance(p, str)).encode("utf-8") for line in lines
     )
+    quoted = needs_quoted_printable(data)
     out: list[_Line] = []
     shared: list[str] = []
 

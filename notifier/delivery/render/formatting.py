@@ -22,14 +22,31 @@ _CHANGE_PRIORITY = (
 _TIME_FIELDS = frozenset({"effective", "ends", "published", "since"})
 
 
+#: Instants and dates formatted per zone that are kept: an alert names some several
+#: times, and every alert of one poll has the same detection time.
+_CACHED_TIMES = 4096
+
+
 class ZoneFormat:
     """Formats instants, dates and field changes for one display zone."""
 
     def __init__(self, zone: ZoneInfo) -> None:
         self.zone = zone
+        self._times: dict[str | datetime, str] = {}
+        self._dates: dict[tuple[object, bool], str] = {}
 
     def localtime(self, value: str | datetime | None) -> str:
         """``"Sat 3 May 2025, 12:01 AM EDT"`` in the configured zone."""
+        try:
+            return self._times[value]  # type: ignore[index]
+        except (KeyError, TypeError):  # TypeError: unhashable, formatted (or refused) below
+            pass
+        text = self._localtime(value)
+        if isinstance(value, str | datetime):
+            _remember(self._times, value, text)
+        return text
+
+    def _localtime(self, value: str | datetime | None) -> str:
         if value is None or value == "":
             return "—"
         if isinstance(value, str) and len(value) == 10:
@@ -39,10 +56,24 @@ class ZoneFormat:
         moment = to_datetime(value).astimezone(self.zone)
         hour = moment.hour % 12 or 12
         meridiem = "AM" if moment.hour < 12 else "PM"
-        return f"{date_words(moment, year=True)}, {hour}:{moment:%M} {meridiem} {zone_abbr(moment)}"
+        return (
+            f"{date_words(moment, year=True)}, {hour}:{moment.minute:02d} {meridiem} "
+            f"{zone_abbr(moment)}"
+        )
 
     def localdate(self, value: str | datetime | None, year: bool = True) -> str:
         """``"Sat 3 May 2025"`` (or ``"Sat 3 May"``) in the configured zone."""
+        key = (value, year)
+        try:
+            return self._dates[key]
+        except (KeyError, TypeError):
+            pass
+        text = self._localdate(value, year=year)
+        if isinstance(value, str | datetime):
+            _remember(self._dates, key, text)
+        return text
+
+    def _localdate(self, value: str | datetime | None, *, year: bool) -> str:
         if value is None or value == "":
             return "—"
         if isinstance(value, str) and len(value) == 7:
@@ -99,8 +130,21 @@ class ZoneFormat:
         return text
 
 
+def _remember(cache: dict[Any, str], key: Any, text: str) -> None:
+    if len(cache) >= _CACHED_TIMES:
+        cache.clear()  # a bound, not a policy: one poll's instants fit many times over
+    cache[key] = text
+
+
+# English names, as strftime's %a and %b give them in the C locale (which a process has
+# unless it calls setlocale; ours never does), without strftime's cost.
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def date_words(moment: datetime, *, year: bool) -> str:
-    text = f"{moment:%a} {moment.day} {moment:%b}"
+    """``"Sat 3 May 2025"`` (or ``"Sat 3 May"``)."""
+    text = f"{_DAYS[moment.weekday()]} {moment.day} {_MONTHS[moment.month - 1]}"
     return f"{text} {moment.year}" if year else text
 
 

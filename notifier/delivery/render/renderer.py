@@ -28,6 +28,7 @@ import jinja2
 from notifier import resources
 from notifier.core.model import Event
 from notifier.delivery.render.bytecode import QuietBytecodeCache
+from notifier.delivery.render.environment import AlertEnvironment
 from notifier.delivery.render.families import REQUIRED_TEMPLATES, family_of
 from notifier.delivery.render.formatting import ZoneFormat
 from notifier.delivery.render.personal import (
@@ -60,9 +61,10 @@ from notifier.delivery.render.view import (
     hts_label,
     origins_label,
 )
+from notifier.delivery.render.wording import OneEmailWording, Wording
 from notifier.errors import ConfigError
 
-#: The shared wording macros, exposed to every template as ``say`` (see ``_Wording``).
+#: The shared wording macros, exposed to every template as ``say`` (see ``Wording``).
 WORDING_TEMPLATE = "email/_macros.txt"
 
 #: Standard Webhooks bodies kept per renderer: one fan-out serialises an event once.
@@ -136,7 +138,7 @@ class Renderer:
         if override_dir is not None:
             loaders.append(jinja2.FileSystemLoader(override_dir))
         loaders.append(jinja2.FileSystemLoader(resources.shipped_path("templates")))
-        self._env = jinja2.Environment(
+        self._env = AlertEnvironment(
             loader=jinja2.ChoiceLoader(loaders),
             # Feed content is untrusted text: it must never become markup in the HTML part.
             autoescape=jinja2.select_autoescape(
@@ -150,6 +152,7 @@ class Renderer:
             cache_size=-1,
             bytecode_cache=QuietBytecodeCache(bytecode_dir) if bytecode_dir else None,
         )
+        self._wording = Wording(self._env, WORDING_TEMPLATE)
         self._env.filters.update(
             localtime=self._format.localtime,
             localdate=self._format.localdate,
@@ -172,7 +175,7 @@ class Renderer:
             timezone=timezone.key,
             field=deferring(text_field),
             labels=LABELS,
-            say=_Wording(self._env, WORDING_TEMPLATE),
+            say=self._wording,
         )
 
     # -- public API -----------------------------------------------------------------------
@@ -322,6 +325,7 @@ class Renderer:
     # -- internals ----------------------------------------------------------------------
 
     def _email(self, folder: str, context: Mapping[str, Any]) -> RenderedEmail:
+        context = {**context, "say": OneEmailWording(self._wording)}
         subject = " ".join(self._render(f"{folder}/subject.txt", context).split())
         text = tidy_text(self._render(f"{folder}/body.txt", context))
         html = self._render(f"{folder}/body.html", context)
@@ -348,37 +352,6 @@ class Renderer:
         except jinja2.TemplateError as exc:
             file, line = _template_frame(exc, default=template.filename or name)
             raise ConfigError(f"template error: {exc}", file=file, line=line) from exc
-
-
-class _Wording:
-    """The macros of ``email/_macros.txt`` as ``say.<name>(...)``, returning plain ``str``.
-
-    Why not ``{% import %}``: Jinja marks a macro's result safe when the *caller*
-    autoescapes, even though a macro from a ``.txt`` template never escaped what it
-    interpolated. Imported into an HTML template, a headline naming a feed entry title
-    would inject markup. Called through here (no eval context), the result is a plain
-    string, so an HTML template escapes it like any other value.
-    """
-
-    def __init__(self, env: jinja2.Environment, name: str) -> None:
-        self._env = env
-        self._name = name
-        # Templates never reload (auto_reload is off), so a macro found once stays.
-        self._plain: dict[str, Any] = {}
-
-    def __getattr__(self, macro_name: str) -> Any:
-        if macro_name.startswith("_"):
-            raise AttributeError(macro_name)
-        plain = self._plain.get(macro_name)
-        if plain is None:
-            module = self._env.get_template(self._name).module
-            macro = getattr(module, macro_name)
-
-            def plain(*args: Any, **kwargs: Any) -> str:
-                return str(macro(*args, **kwargs))
-
-            self._plain[macro_name] = plain
-        return plain
 
 
 # -- helpers ------------------------------------------------------------------------------
