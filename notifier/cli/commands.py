@@ -1,24 +1,24 @@
-"""The CLI commands. Each takes the loaded config and parsed arguments, returns an exit code."""
+"""The CLI commands. Each takes the loaded config and parsed arguments, returns an exit code.
+
+The runtime (SQLAlchemy, aiohttp, Jinja2: ~0.5 s of imports) is imported by the commands
+that use it, so ``calendar`` and the other store-free commands start without it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notifier.config import Config
 from notifier.config.load import stale_review_message
-from notifier.core.model import Event
-from notifier.core.planning import plan_deliveries
-from notifier.logs import register_secrets
-from notifier.runtime.jobs import Jobs
-from notifier.runtime.loop import run as run_loop
-from notifier.runtime.runtime import Notifier, Runtime, build_renderer, build_tagger, config_secrets
-from notifier.store import Store, parse_state_url
+
+if TYPE_CHECKING:
+    from notifier.core.model import Event
+    from notifier.runtime.runtime import Runtime
 
 log = logging.getLogger("notifier.cli")
 
@@ -26,10 +26,16 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
 def _secrets(config: Config) -> None:
+    from notifier.logs import register_secrets
+    from notifier.runtime.runtime import config_secrets
+
     register_secrets(*config_secrets(config))
 
 
 def check(config: Config, args: argparse.Namespace) -> int:
+    from notifier.runtime.runtime import build_renderer, build_tagger
+    from notifier.store import parse_state_url
+
     templates = build_renderer(config).check()
     build_tagger(config).compile()
     rules = config.rules
@@ -63,6 +69,8 @@ def warn_stale_calendar(config: Config, *, out: Any = None) -> None:
 
 
 def once(config: Config, args: argparse.Namespace) -> int:
+    from notifier.runtime.loop import run as run_loop
+
     _secrets(config)
     warn_stale_calendar(config)  # a pass from cron starts up too: never a silent stale file
     if args.dry_run:
@@ -72,6 +80,8 @@ def once(config: Config, args: argparse.Namespace) -> int:
 
 async def _once(config: Config, *, strict: bool) -> int:
     from notifier.cli.digests import digest_lines
+    from notifier.runtime.jobs import Jobs
+    from notifier.runtime.runtime import Notifier
 
     async with Notifier(config) as notifier:
         report = await Jobs(notifier).run_once()
@@ -104,6 +114,10 @@ async def _once(config: Config, *, strict: bool) -> int:
 
 
 async def _dry_run(config: Config) -> int:
+    from notifier.runtime.jobs import Jobs
+    from notifier.runtime.runtime import Notifier
+    from notifier.store import parse_state_url
+
     # Never create or change state: an existing SQLite file is read; none means a
     # scratch in-memory store (so the dry run shows what a first start would do).
     url = config.state_url
@@ -124,6 +138,8 @@ async def _dry_run(config: Config) -> int:
 
 
 def _print_dry_event(rt: Runtime, event: Event, *, now: datetime) -> None:
+    from notifier.core.planning import plan_deliveries
+
     subs = rt.index.match(event)
     print(f"== {event.type} {event.id}")
     if not subs:
@@ -180,6 +196,10 @@ def send_test(config: Config, args: argparse.Namespace) -> int:
 
 
 def migrate(config: Config, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from notifier.store import Store, parse_state_url
+
     async def go() -> None:
         store = await Store.open(config.state_url)
         await store.close()

@@ -56,7 +56,9 @@ def _die_with_parent() -> None:
 
 
 def _warm_up() -> None:
-    import notifier.sources.rss  # noqa: F401  (feedparser and friends, imported once)
+    import feedparser  # noqa: F401  (imported by the parser on first use: do it now)
+
+    import notifier.sources.rss  # noqa: F401
 
 
 class ParsePool:

@@ -17,8 +17,6 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
-import feedparser
-
 from notifier.config import FeedSection
 from notifier.core.model import Entry, Event, isoformat_z
 from notifier.errors import FetchError
@@ -59,6 +57,8 @@ def parse_feed(
     feedparser, which would also resolve relative guids and so change entry keys when a
     feed moves. A defective feed with entries parses with a warning; with none it raises.
     """
+    import feedparser  # here: the main process, which hands parsing to the pool, never needs it
+
     body, defused = _without_entity_declarations(body)
     headers = {"content-type": content_type or "application/xml"}
     try:

@@ -70,7 +70,10 @@ class Numbers:
 
     def _classify(self, token: re.Match[str], *, before: str) -> None:
         value, start, end = token[0], token.start(), token.end()
-        if iso := _ISO_DATE.fullmatch(value):
+        if value.isdigit():  # no separator: of the shapes below, only a rate's number
+            if len(value) <= 3 and before not in ".,":
+                self._rate(value, start, end)
+        elif iso := _ISO_DATE.fullmatch(value):
             self.dates.append((int(iso[1]), int(iso[2]), int(iso[3])))
         elif us := _US_DATE.fullmatch(value):
             self.dates.append((int(us[3]), int(us[1]), int(us[2])))
