@@ -225,7 +225,11 @@ class SmtpChannel:
             port=self._port,
             username=self._username,
             password=self._password,
-            timeout=self._timeout_s,
+            # No per-command timeout: the whole conversation runs under the one deadline
+            # of send() (connect, STARTTLS, AUTH and each command included). aiosmtplib
+            # wraps every reply it waits for in asyncio.wait_for when given one: ~85 µs
+            # of CPU per message (measured: 3,000 messages, alternating rounds).
+            timeout=None,
             use_tls=self._security == "tls",
             start_tls=self._security == "starttls",
             tls_context=self._tls_context,
