@@ -106,6 +106,9 @@ class SourceKind(Protocol):
     #: Whether a key missing from a full poll is a removal event (a schedule line is;
     #: a feed entry that scrolls off the end of a feed is not).
     reports_removals: ClassVar[bool]
+    #: Whether ``events`` tags the title and summary of each new or changed entry
+    #: (``entry_events``): then the job has them tagged in a parse worker first.
+    tags_entries: ClassVar[bool]
 
     async def fetch(self, feed: FeedSection, validators: Validators, ctx: FetchContext) -> Fetched:
         """Fetch and parse the source. Raises FetchError for the source's own faults."""

@@ -222,6 +222,7 @@ class CsmsKind:
 
     name: ClassVar[str] = "csms"
     reports_removals: ClassVar[bool] = False
+    tags_entries: ClassVar[bool] = True
 
     async def fetch(self, feed: FeedSection, validators: Validators, ctx: FetchContext) -> Fetched:
         fetched = await fetch_feed(

@@ -24,8 +24,7 @@ def entry_event(
     changes: list[dict[str, Any]],
 ) -> Event:
     """A ``feed.entry.new|updated`` event; its id is feed + entry key + content hash."""
-    text = f"{entry.title}\n{entry.summary}"
-    reference = datetime.fromisoformat(entry.published) if entry.published else now
+    text, reference = tagged_text(entry, now=now)
     tags = with_text_effective_date(tagger.tag(text, reference=reference), entry)
     return Event(
         id="evt_" + stable_id(feed.id, entry.key, entry.content_hash),
@@ -43,6 +42,31 @@ def entry_event(
         hts=tuple(tags.hts),
         text=text,
     )
+
+
+def tagged_text(entry: Entry, *, now: datetime) -> tuple[str, datetime]:
+    """What an entry's event tags: its title and summary, and the date that anchors
+    year-less dates in them (its published date, else now)."""
+    reference = datetime.fromisoformat(entry.published) if entry.published else now
+    return f"{entry.title}\n{entry.summary}", reference
+
+
+def tagged_texts(changes: Sequence[Change], *, now: datetime) -> list[tuple[str, datetime]]:
+    """What :func:`entry_events` of these changes tags, in order."""
+    return [tagged_text(c.entry, now=now) for c in changes if c.kind != "removed"]
+
+
+class Pretagged:
+    """A tagger answering from tags computed beforehand (by a parse worker,
+    ``tagging.remote``) and asking ``tagger`` about any other text."""
+
+    def __init__(self, tagger: Tagger, tags: Mapping[tuple[str, datetime | None], Any]) -> None:
+        self._tagger = tagger
+        self._tags = tags
+
+    def tag(self, text: str, *, reference: datetime | None = None) -> Any:
+        found = self._tags.get((text, reference))
+        return found if found is not None else self._tagger.tag(text, reference=reference)
 
 
 def with_text_effective_date(tags: Any, entry: Entry) -> Any:

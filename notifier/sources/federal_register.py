@@ -178,6 +178,7 @@ class FederalRegisterKind:
 
     name: ClassVar[str] = "federal-register"
     reports_removals: ClassVar[bool] = False
+    tags_entries: ClassVar[bool] = True
 
     async def fetch(self, feed: FeedSection, validators: Validators, ctx: FetchContext) -> Fetched:
         return await fetch_pages(

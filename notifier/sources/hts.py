@@ -233,6 +233,7 @@ class HtsKind:
 
     name: ClassVar[str] = "hts"
     reports_removals: ClassVar[bool] = True
+    tags_entries: ClassVar[bool] = False
 
     async def fetch(self, feed: FeedSection, validators: Validators, ctx: FetchContext) -> Fetched:
         fetched = await fetch_feed(

@@ -124,6 +124,7 @@ class InspectionKind:
 
     name: ClassVar[str] = "federal-register-inspection"
     reports_removals: ClassVar[bool] = False
+    tags_entries: ClassVar[bool] = True
 
     async def fetch(self, feed: FeedSection, validators: Validators, ctx: FetchContext) -> Fetched:
         url = str(feed.url)

@@ -286,6 +286,7 @@ class RssKind:
 
     name: ClassVar[str] = "rss"
     reports_removals: ClassVar[bool] = False
+    tags_entries: ClassVar[bool] = True
 
     async def fetch(self, feed: FeedSection, validators: Validators, ctx: FetchContext) -> Fetched:
         fetched = await fetch_feed(

@@ -17,7 +17,14 @@ from typing import Any
 from notifier.errors import ConfigError
 from notifier.resources import shipped_path
 
-__all__ = ["ContextRules", "FormRules", "Gazetteer", "default_gazetteer_path", "load_gazetteer"]
+__all__ = [
+    "ContextRules",
+    "FormRules",
+    "Gazetteer",
+    "GazetteerFiles",
+    "default_gazetteer_path",
+    "load_gazetteer",
+]
 
 _CODE = re.compile(r"^[A-Z]{2}$")
 _HEADING = re.compile(r"^\d{2}(?:\d{2}){0,4}$")
@@ -74,6 +81,19 @@ class Gazetteer:
     # metal-form id -> {"terms": [...], metal id -> headings}: "foil" near "aluminum" -> 7607
     forms: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     context: ContextRules = field(default_factory=ContextRules)
+
+
+@dataclass(frozen=True)
+class GazetteerFiles:
+    """The files a gazetteer was read from, in merge order, with their mtimes then: what
+    another process needs to read the same lists (and to tell that a file changed)."""
+
+    paths: tuple[Path, ...]
+    stamps: tuple[int, ...]
+
+    @classmethod
+    def now(cls, paths: tuple[Path, ...]) -> GazetteerFiles:
+        return cls(paths, tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in paths))
 
 
 def load_gazetteer(*paths: Path) -> Gazetteer:

@@ -66,7 +66,12 @@ from pathlib import Path
 from notifier.core.model import Tags
 from notifier.sources.tagging.compiled import compile_cached
 from notifier.sources.tagging.context import Context
-from notifier.sources.tagging.gazetteer import Gazetteer, default_gazetteer_path, load_gazetteer
+from notifier.sources.tagging.gazetteer import (
+    Gazetteer,
+    GazetteerFiles,
+    default_gazetteer_path,
+    load_gazetteer,
+)
 from notifier.sources.tagging.numbers import Numbers, dates_in, find_chapter99, find_hts_numbers
 from notifier.sources.tagging.patterns import (
     country_forms,
@@ -98,8 +103,12 @@ _CLAUSE_END = re.compile(r"(?<![A-Z])[.;!?](?=\s)")
 class Tagger:
     """Compiled word lists; ``tag`` is pure and safe to call from any thread."""
 
+    #: Where the lists were read from (``from_files``), so that another process can build
+    #: the same tagger (``remote``); None when made from a :class:`Gazetteer` value.
+    files: GazetteerFiles | None = None
+
     def __init__(self, gazetteer: Gazetteer, *, cache_dir: Path | None = None) -> None:
-        self._cache_dir = cache_dir
+        self.cache_dir = cache_dir
         self._countries: dict[str, tuple[str, ...]] = {}
         for code, lists in gazetteer.countries.items():
             for form in country_forms(lists):
@@ -158,11 +167,11 @@ class Tagger:
     # (``compiled``). Two threads racing here compile twice and keep one: harmless.
     @functools.cached_property
     def _country_re(self) -> re.Pattern[str]:
-        return compile_cached(trie_pattern(self._countries, overlapping=False), self._cache_dir)
+        return compile_cached(trie_pattern(self._countries, overlapping=False), self.cache_dir)
 
     @functools.cached_property
     def _product_re(self) -> re.Pattern[str]:
-        return compile_cached(trie_pattern(self._products, overlapping=True), self._cache_dir)
+        return compile_cached(trie_pattern(self._products, overlapping=True), self.cache_dir)
 
     def compile(self) -> None:
         """Compile the word lists now (``check`` does, to fail early on a bad list)."""
@@ -184,7 +193,10 @@ class Tagger:
         """The files merged in order (pass ``default_gazetteer_path()`` first to extend
         the shipped lists); no paths means the shipped gazetteer alone. ``cache_dir`` keeps
         the compiled word lists for the next process (``<state folder>/cache/tagger``)."""
-        return cls(load_gazetteer(*(paths or (default_gazetteer_path(),))), cache_dir=cache_dir)
+        files = GazetteerFiles.now(paths or (default_gazetteer_path(),))
+        tagger = cls(load_gazetteer(*files.paths), cache_dir=cache_dir)
+        tagger.files = files
+        return tagger
 
     def tag(self, text: str, *, reference: datetime | None = None) -> Tags:
         """What ``text`` mentions; ``reference`` (published date) anchors year-less dates."""
