@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.core.decide import HealthView
 from notifier.core.model import Entry
+from notifier.store import feeds_sql
 from notifier.store import schema as t
 from notifier.store.engine import READ, WRITE, Connector, guarded, in_chunks
 from notifier.store.retention import ENTRY_REFRESH
@@ -80,21 +81,8 @@ class FeedQueries(Connector):
         """Entry key -> (content hash, title, summary) of what was seen in a feed: of the
         entries ``keys`` when given (a poll needs only those, however long the feed's
         history), else of all of them."""
-        c = t.seen_entries.c
-        query = sa.select(c.entry_key, c.content_hash, c.title, c.summary).where(
-            c.feed_id == feed_id
-        )
-        queries = (
-            [query]
-            if keys is None
-            else [query.where(c.entry_key.in_(chunk)) for chunk in in_chunks(keys)]
-        )
-        found: dict[str, tuple[str, str, str]] = {}
         async with self.engine.connect() as conn:
-            for chunk_query in queries:
-                for r in await conn.execute(chunk_query):
-                    found[r.entry_key] = (r.content_hash, r.title, r.summary)
-        return found
+            return await feeds_sql.seen_entries(conn, self.dialect, feed_id, keys)
 
     @guarded(WRITE)
     async def record_poll(
@@ -110,27 +98,19 @@ class FeedQueries(Connector):
         polled_by: str | None = None,
     ) -> int:
         """Record a poll's outcome; returns the feed's consecutive failure count."""
-        current = (
-            await conn.execute(sa.select(t.feed_state).where(t.feed_state.c.feed_id == feed_id))
-        ).first()
-        values: dict[str, Any] = {"last_poll_at": now, "polled_by": polled_by}
+        failures = await feeds_sql.poll_failures(conn, self.dialect, feed_id)
+        values: list[tuple[str, Any]] = [("last_poll_at", now), ("polled_by", polled_by)]
         if error is None:
-            values.update(last_ok_at=now, last_error=None, failures=0)
+            count = 0
+            values += [("last_ok_at", now), ("last_error", None), ("failures", 0)]
             if etag is not None or last_modified is not None or body_hash is not None:
-                values.update(etag=etag, last_modified=last_modified, body_hash=body_hash)
+                values += [("etag", etag), ("last_modified", last_modified)]
+                values += [("body_hash", body_hash)]
         else:
-            values.update(last_error=error, failures=(current.failures if current else 0) + 1)
-        if current is None:
-            await conn.execute(
-                self.dialect.insert_ignore(t.feed_state, "feed_id").values(
-                    feed_id=feed_id, **values
-                )
-            )
-        else:
-            await conn.execute(
-                t.feed_state.update().where(t.feed_state.c.feed_id == feed_id).values(**values)
-            )
-        return int(values.get("failures", 0))
+            count = (failures or 0) + 1
+            values += [("last_error", error), ("failures", count)]
+        await feeds_sql.save_poll(conn, self.dialect, feed_id, values, known=failures is not None)
+        return count
 
     @guarded(WRITE)
     async def record_unchanged_polls(self, polls: Sequence[UnchangedPoll]) -> None:
@@ -171,26 +151,7 @@ class FeedQueries(Connector):
         self, conn: AsyncConnection, feed_id: str, entries: Iterable[Entry], *, now: datetime
     ) -> None:
         """Upsert the content hash (and title/summary) of each new or changed entry."""
-        rows = [
-            {
-                "feed_id": feed_id,
-                "entry_key": entry.key,
-                "content_hash": entry.content_hash,
-                "title": entry.title,
-                "summary": entry.summary,
-                "first_seen_at": now,
-                "last_seen_at": now,
-            }
-            for entry in {e.key: e for e in entries}.values()
-        ]
-        if not rows:
-            return
-        upsert = self.dialect.upsert(
-            t.seen_entries,
-            ("feed_id", "entry_key"),
-            ("content_hash", "title", "summary", "last_seen_at"),
-        )
-        await conn.execute(upsert, rows)
+        await feeds_sql.remember_entries(conn, self.dialect, feed_id, entries, now)
 
     @guarded(WRITE)
     async def touch_entries(
@@ -198,17 +159,9 @@ class FeedQueries(Connector):
     ) -> None:
         """Mark entries as still in their feed (at most once per ``ENTRY_REFRESH``), so
         retention never forgets an entry its feed still carries."""
-        c = t.seen_entries.c
-        for chunk in in_chunks(keys):
-            await conn.execute(
-                t.seen_entries.update()
-                .where(
-                    (c.feed_id == feed_id)
-                    & c.entry_key.in_(chunk)
-                    & (c.last_seen_at < now - ENTRY_REFRESH)
-                )
-                .values(last_seen_at=now)
-            )
+        await feeds_sql.touch_entries(
+            conn, self.dialect, feed_id, keys, now=now, refresh=ENTRY_REFRESH
+        )
 
     async def forget_entries(
         self, conn: AsyncConnection, feed_id: str, keys: Iterable[str]
