@@ -127,9 +127,10 @@ def _html_lines(pieces: Sequence[Piece]) -> list[list[Piece]]:
 def _html_part(pieces: Sequence[Piece]) -> _HtmlPart:
     """The HTML part with its shared lines encoded once."""
     lines = _html_lines(pieces)
-    # Each line's literal text alone: whether the shared parts need QP, values aside.
+    # Each line's literal text alone (LF-ended): whether the shared parts need QP.
     data = b"".join(
-        "".join(p for p in line if isinstance(p, str)).encode("utf-8") for line in lines
+        "".join(p for p in line if isinstance(p, str)).replace("\r\n", "\n").encode("utf-8")
+        for line in lines
     )
     quoted = needs_quoted_printable(data)
     out: list[_Line] = []

@@ -6,18 +6,27 @@ import re
 import textwrap
 from typing import Any
 
+_BLANK_LINE = re.compile(r"\n\s*\n")
+
 
 def paragraphs(text: str | None) -> list[str]:
     """Blank-line separated paragraphs, inner whitespace collapsed."""
-    if not text:
-        return []
-    blocks = re.split(r"\n\s*\n", str(text).replace("\r\n", "\n").replace("\r", "\n"))
-    return [" ".join(b.split()) for b in blocks if b.strip()]
+    return [" ".join(words) for words in _paragraph_words(text)]
 
 
 def wrap(text: str | None, width: int = 72, indent: str = "") -> str:
     """Fill each paragraph to ``width`` columns. Long words (URLs) are never broken."""
-    return "\n\n".join(fill_words(p.split(), width, indent, indent) for p in paragraphs(text))
+    return "\n\n".join(fill_words(words, width, indent, indent) for words in _paragraph_words(text))
+
+
+def _paragraph_words(text: str | None) -> list[list[str]]:
+    """The words of each blank-line separated paragraph (none: no paragraph)."""
+    if not text:
+        return []
+    text = str(text)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return [words for block in _BLANK_LINE.split(text) if (words := block.split())]
 
 
 def text_field(label: str, value: Any, *, width: int = 72, label_width: int = 14) -> str:
@@ -40,6 +49,8 @@ def fill_words(words: list[str], width: int, initial: str, subsequent: str) -> s
             break_long_words=False,
             break_on_hyphens=False,
         )
+    if words and len(initial) + sum(map(len, words)) + len(words) - 1 <= width:
+        return initial + " ".join(words)  # one line (most fields and headlines)
     lines: list[str] = []
     line: list[str] = []
     used = len(initial)
