@@ -22,7 +22,8 @@ def imported_after(statement: str, modules: list[str]) -> list[str]:
 
 
 def test_the_cli_imports_no_runtime_before_a_command_needs_it() -> None:
-    # `calendar`, `check` of a config, `--help`: none of them needs a store or HTTP.
+    # `--help`, `calendar`: neither needs HTTP, templates or the outbox (loading a config
+    # imports the store's URL parsing, and with it SQLAlchemy, but not at import time).
     heavy = ["sqlalchemy", "aiohttp", "jinja2", "feedparser", "notifier.runtime.jobs"]
     assert imported_after("import notifier.cli, notifier.cli.commands", heavy) == []
 
