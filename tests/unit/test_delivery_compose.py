@@ -5,16 +5,26 @@ non-ASCII content, odd subscriber ids and a user template that defeats splicing.
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from notifier.core.model import Delivery, EmailMessage, Event, Subscriber
 from notifier.delivery.channels.base import Outgoing
 from notifier.delivery.channels.compose import EmailComposer, PreparedEmail, mime_bytes
-from notifier.delivery.channels.mime import build_mime, message_id_for, unsubscribe_headers
+from notifier.delivery.channels.mime import (
+    build_mime,
+    date_header,
+    lf_lines,
+    message_id_for,
+    needs_quoted_printable,
+    unsubscribe_headers,
+)
 from notifier.delivery.render import Renderer
 from notifier.delivery.render.text import wrap
 from tests.samples import sample_events
@@ -149,3 +159,32 @@ def test_a_recipient_the_fast_path_cannot_spell_gets_the_slow_path() -> None:
 
 def test_wrap_outside_a_template_is_unchanged() -> None:
     assert wrap("one two three", 7) == "one two\nthree"
+
+
+_OLD_NOT_7BIT = re.compile(rb"[^\t\r\n\x20-\x7e]")
+
+
+@given(
+    text=st.text(
+        alphabet=st.sampled_from(["a", " ", "\t", "\n", "\r", "\x00", "\x7f", "\x0c", "é", "·"]),
+        max_size=40,
+    ),
+    long=st.sampled_from([0, 996, 997, 998, 999, 1200]),
+)
+def test_a_body_is_quoted_printable_exactly_when_rfc_5322_needs_it(text: str, long: int) -> None:
+    # The rule as it was written first: a regex over the CRLF body and its lines.
+    text = text + "x" * long + "\n" + text
+    crlf = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n").encode()
+    expected = bool(_OLD_NOT_7BIT.search(crlf)) or any(len(x) > 998 for x in crlf.split(b"\r\n"))
+    assert needs_quoted_printable(lf_lines(text)) is expected
+    assert lf_lines(text).replace(b"\n", b"\r\n") == crlf + (
+        b"" if crlf.endswith(b"\r\n") else b"\r\n"
+    )
+
+
+def test_the_date_header_is_the_second_of_the_moment_in_utc() -> None:
+    moment = datetime(2025, 5, 3, 4, 1, 7, 999_999, tzinfo=UTC)
+    assert date_header(moment) == "Date: Sat, 03 May 2025 04:01:07 +0000\r\n"
+    eastern = moment.astimezone(ZoneInfo("America/New_York"))
+    assert date_header(eastern) == date_header(moment.replace(microsecond=0))
+    assert date_header(moment + timedelta(seconds=1)).startswith("Date: Sat, 03 May 2025 04:01:08")

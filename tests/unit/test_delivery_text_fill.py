@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from notifier.delivery.render.text import fill_words, text_field, wrap
+from notifier.delivery.render.text import fill_words, paragraphs, text_field, tidy_text, wrap
 
 WORD = st.text(
     alphabet=st.characters(blacklist_categories=("Zs", "Zl", "Zp", "Cc", "Cs")),
@@ -48,3 +49,21 @@ def test_wrap_and_field_keep_their_shape() -> None:
     )
     assert text_field("Rate", "25%") == "  Rate:         25%"
     assert text_field("Goods", "") == ""
+
+
+LINES = st.text(
+    alphabet=st.sampled_from(["a", " ", "\t", "\n", "\r", "\u2028", "\x0c", "é"]), max_size=60
+)
+
+
+@given(text=LINES)
+def test_tidy_text_equals_its_regex_definition(text: str) -> None:
+    lines = "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
+    assert tidy_text(text) == re.sub(r"\n{3,}", "\n\n", lines) + "\n"
+
+
+@given(text=LINES)
+def test_paragraphs_split_at_blank_lines_and_collapse_whitespace(text: str) -> None:
+    unified = text.replace("\r\n", "\n").replace("\r", "\n")
+    expected = [" ".join(b.split()) for b in re.split(r"\n\s*\n", unified) if b.strip()]
+    assert paragraphs(text) == expected

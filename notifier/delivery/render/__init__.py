@@ -1,7 +1,8 @@
 """Rendering: events -> email parts, Slack text and webhook bodies.
 
-``renderer`` holds the Jinja2 environment, ``view`` the flat event view and its labels,
-``text`` the text-shaping filters, ``families`` which templates render which events.
+``renderer`` renders through the Jinja2 environment of ``environment``, ``wording`` is
+``say`` (the wording macros), ``view`` the flat event view and its labels, ``text`` and
+``formatting`` the filters, ``families`` which templates render which events.
 """
 
 from notifier.delivery.render.families import FAMILIES, REQUIRED_TEMPLATES, family_of

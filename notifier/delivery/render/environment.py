@@ -12,11 +12,13 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import jinja2
+import jinja2.environment
 import jinja2.runtime
 
 # What ``getattr`` finds on a plain dict: its methods (``entry.get("document")``).
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 # Callables that cannot be callable objects with a ``pass_*``-marked ``__call__``.
+_ABSENT = object()
 _PLAIN_CALLABLES = (types.FunctionType, types.BuiltinMethodType, types.MethodType)
 
 
@@ -61,9 +63,16 @@ class AlertEnvironment(jinja2.Environment):
         return {**self.globals, **(d or {})}
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+        kind = type(obj)
+        if kind is dict and attribute not in _DICT_ATTRIBUTES:
             try:
                 return obj[attribute]
             except KeyError:
                 return self.undefined(obj=obj, name=attribute)
+        if kind is jinja2.environment.TemplateModule:
+            # An imported template (``h.F``, ``h.chip``): its exported names are instance
+            # attributes, and its class defines no data descriptor that could win.
+            found = obj.__dict__.get(attribute, _ABSENT)
+            if found is not _ABSENT:
+                return found
         return super().getattr(obj, attribute)

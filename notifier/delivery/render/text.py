@@ -24,6 +24,8 @@ def _paragraph_words(text: str | None) -> list[list[str]]:
     if not text:
         return []
     text = str(text)
+    if "\n" not in text and "\r" not in text:  # one paragraph (most summaries)
+        return [words] if (words := text.split()) else []
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     return [words for block in _BLANK_LINE.split(text) if (words := block.split())]
@@ -53,13 +55,15 @@ def fill_words(words: list[str], width: int, initial: str, subsequent: str) -> s
         return initial + " ".join(words)  # one line (most fields and headlines)
     lines: list[str] = []
     line: list[str] = []
-    used = len(initial)
+    used = len(initial) - 1  # the line's length, as if a space came before its first word
     for word in words:
-        if line and used + 1 + len(word) > width:
+        used += len(word) + 1
+        if used > width and line:
             lines.append((subsequent if lines else initial) + " ".join(line))
-            line, used = [], len(subsequent)
-        used += len(word) + (1 if line else 0)
-        line.append(word)
+            line = [word]
+            used = len(subsequent) + len(word)
+        else:
+            line.append(word)
     if line:
         lines.append((subsequent if lines else initial) + " ".join(line))
     return "\n".join(lines)
@@ -81,5 +85,9 @@ def slack_link(text: Any, url: str | None) -> str:
 
 def tidy_text(text: str) -> str:
     """No trailing spaces, at most one blank line in a row, one final newline."""
-    lines = "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
-    return re.sub(r"\n{3,}", "\n\n", lines) + "\n"
+    tidy = "\n".join([line.rstrip() for line in text.splitlines()]).strip("\n")
+    # What re.sub(r"\n{3,}", "\n\n", ...) makes of it, at a fraction of the regex's cost
+    # (a scan of every character): each pass shortens every run of three or more.
+    while "\n\n\n" in tidy:
+        tidy = tidy.replace("\n\n\n", "\n\n")
+    return tidy + "\n"
