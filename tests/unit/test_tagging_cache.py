@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import marshal
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -85,3 +87,26 @@ def test_a_tagger_tags_the_same_with_its_lists_from_the_cache(tmp_path: Path) ->
     assert len(list(tmp_path.glob("*.sre"))) == 2  # the country and product lists
     reader = Tagger.from_files(cache_dir=tmp_path)
     assert reader.tag(text, reference=when) == expected
+
+
+def test_processes_missing_the_same_file_compile_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parse workers start tagging together; flock(2) serialises threads too, since each
+    # opens the lock file anew.
+    from notifier.sources.tagging import compiled
+
+    real = compiled._compile_into
+    calls: list[int] = []
+
+    def counting(pattern: str, path: Path, digest: str) -> re.Pattern[str]:
+        calls.append(1)
+        time.sleep(0.2)  # the others arrive while this one compiles
+        return real(pattern, path, digest)
+
+    monkeypatch.setattr(compiled, "_compile_into", counting)
+    with ThreadPoolExecutor(4) as pool:
+        patterns = list(pool.map(lambda _: compile_cached(PATTERN, tmp_path), range(4)))
+    assert calls == [1]
+    for pattern in patterns:
+        assert spans(pattern, TEXTS[0]) == spans(re.compile(PATTERN), TEXTS[0])

@@ -8,20 +8,29 @@ Jinja2's bytecode cache does, in the state folder), under a key naming the patte
 the interpreter's regex engine; ``_sre`` validates the code it is given.
 
 Best-effort: a folder that cannot be read or written, a damaged file or an interpreter
-whose ``re`` internals differ means compiling as usual, never a failed start.
+whose ``re`` internals differ means compiling as usual, never a failed start. Processes
+missing the same file take turns (a lock file beside it): the first compiles, the others
+load its work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import marshal
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+try:
+    import _sre  # type: ignore[import-not-found]  # no stub: CPython internals
+except ImportError:  # another interpreter: nothing is cached
+    _sre = None
 
 log = logging.getLogger("notifier.sources.tagging")
 
@@ -33,27 +42,39 @@ MIN_CACHED_CHARS = 4096
 
 def compile_cached(pattern: str, cache_dir: Path | None) -> re.Pattern[str]:
     """``re.compile(pattern)``, from the code cached in ``cache_dir`` when it is there."""
-    if cache_dir is None or len(pattern) < MIN_CACHED_CHARS:
-        return re.compile(pattern)
-    try:
-        import _sre  # type: ignore[import-not-found]  # no stub: CPython internals
-        from re import _compiler, _parser  # type: ignore[attr-defined]
-    except ImportError:  # another interpreter: nothing to cache
+    if cache_dir is None or len(pattern) < MIN_CACHED_CHARS or _sre is None:
         return re.compile(pattern)
     engine = f"{sys.version}|{_sre.MAGIC}|{_sre.CODESIZE}"
     digest = hashlib.sha256(f"{engine}\0{pattern}".encode()).hexdigest()
     path = cache_dir / f"{digest[:32]}.sre"
+    compiled = _from_file(pattern, path, digest)
+    if compiled is None:
+        # The parse workers start tagging at the same moment: one compiles, the others
+        # wait for its file instead of compiling too.
+        with _exclusive(path):
+            compiled = _from_file(pattern, path, digest) or _compile_into(pattern, path, digest)
+    return compiled
+
+
+def _from_file(pattern: str, path: Path, digest: str) -> re.Pattern[str] | None:
     loaded = _load(path, digest)
-    if loaded is not None:
-        code, flags, groups, groupindex, indexgroup = loaded
-        try:
-            compiled: re.Pattern[str] = _sre.compile(
-                pattern, flags, code, groups - 1, groupindex, indexgroup
-            )
-            return compiled
-        except (RuntimeError, TypeError, ValueError, OverflowError):  # invalid SRE code
-            log.debug("regex cache %s is damaged: compiling anew", path)
+    if loaded is None:
+        return None
+    code, flags, groups, groupindex, indexgroup = loaded
     try:
+        compiled: re.Pattern[str] = _sre.compile(
+            pattern, flags, code, groups - 1, groupindex, indexgroup
+        )
+    except (RuntimeError, TypeError, ValueError, OverflowError):  # invalid SRE code
+        log.debug("regex cache %s is damaged: compiling anew", path)
+        return None
+    return compiled
+
+
+def _compile_into(pattern: str, path: Path, digest: str) -> re.Pattern[str]:
+    try:
+        from re import _compiler, _parser  # type: ignore[attr-defined]
+
         # What re._compiler.compile does, keeping the code it generates.
         parsed = _parser.parse(pattern, 0)
         code = [int(op) for op in _compiler._code(parsed, 0)]
@@ -62,11 +83,29 @@ def compile_cached(pattern: str, cache_dir: Path | None) -> re.Pattern[str]:
         for name, index in groupindex.items():
             names[index] = name
         flags, groups, indexgroup = int(parsed.state.flags), parsed.state.groups, tuple(names)
-        compiled = _sre.compile(pattern, flags, code, groups - 1, groupindex, indexgroup)
+        compiled: re.Pattern[str] = _sre.compile(
+            pattern, flags, code, groups - 1, groupindex, indexgroup
+        )
     except Exception:  # re internals not as expected: the public way
         return re.compile(pattern)
     _store(path, digest, (code, flags, groups, groupindex, list(indexgroup)))
     return compiled
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold a lock beside ``path`` (none when it cannot be made): released when the
+    holder exits, even when it is killed."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_suffix(".lock"), "ab")  # noqa: SIM115  (held across the yield)
+    except OSError:
+        yield
+        return
+    with lock:
+        with contextlib.suppress(OSError):
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _load(path: Path, digest: str) -> tuple[Any, ...] | None:
