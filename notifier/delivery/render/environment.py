@@ -18,8 +18,8 @@ import jinja2.runtime
 # What ``getattr`` finds on a plain dict: its methods (``entry.get("document")``).
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 # Callables that cannot be callable objects with a ``pass_*``-marked ``__call__``.
-_ABSENT = object()
 _PLAIN_CALLABLES = (types.FunctionType, types.BuiltinMethodType, types.MethodType)
+_ABSENT = object()
 
 
 class AlertContext(jinja2.runtime.Context):
@@ -44,7 +44,8 @@ class AlertContext(jinja2.runtime.Context):
 
 
 class AlertEnvironment(jinja2.Environment):
-    """An environment whose ``a.b`` on a plain ``dict`` looks the key up first.
+    """An environment whose ``a.b`` on a plain ``dict`` looks the key up first, whose
+    contexts are :class:`AlertContext` and whose templates' globals are a plain dict.
 
     Jinja tries ``getattr(obj, "b")`` and, when that raises, ``obj["b"]``: for the event
     views (nested dicts) every ``alert.title`` raised and caught an ``AttributeError``.
