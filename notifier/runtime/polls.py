@@ -21,7 +21,7 @@ from notifier.runtime.source_health import SourceHealthJobs, about
 from notifier.sources.base import Change, FetchContext, Fetched, SourceKind, Tagger, Validators
 from notifier.sources.events import Pretagged, tagged_texts
 from notifier.sources.registry import source_kind
-from notifier.sources.tagging.remote import tag_remotely
+from notifier.sources.tagging.remote import TagBatches
 from notifier.store import FeedState, UnchangedPoll
 
 log = logging.getLogger("notifier.runtime.polls")
@@ -30,8 +30,9 @@ log = logging.getLogger("notifier.runtime.polls")
 # Unchanged polls are recorded in batches of this size, or after this long.
 UNCHANGED_BATCH = 200
 UNCHANGED_FLUSH_S = 0.25
-# A poll alerting on at least this many entries has them tagged in a parse worker; fewer
-# are tagged here: a worker's round trip costs this process ~0.8 ms, what tagging 6 does.
+# A poll alerting on at least this many entries has them tagged in a parse worker (with
+# those of other polls, ``TagBatches``); fewer are tagged here: alone (the daemon's usual
+# poll), they would wait for a batch and pay a round trip, ~1 ms, what tagging 8 costs.
 TAG_REMOTELY_FROM = 8
 
 _LOAD: Any = object()
@@ -39,6 +40,8 @@ _LOAD: Any = object()
 
 class SourceJobs(SourceHealthJobs):
     """Polling sources (see the module docstring)."""
+
+    _tag_batches: TagBatches | None = None  # made on first use, on the running loop
 
     def _context(self, feed: FeedSection) -> FetchContext:
         async def seen(keys: Iterable[str]) -> Mapping[str, str]:
@@ -170,8 +173,10 @@ class SourceJobs(SourceHealthJobs):
         cache = rt.tagger.cache_dir or (
             rt.config.state_dir / "cache" / "tagger" if self.write else None
         )
+        if self._tag_batches is None:
+            self._tag_batches = TagBatches(self.notifier.parse)
         try:
-            tags = await self.notifier.parse(tag_remotely, files, cache, texts)
+            tags = await self._tag_batches.tag(files, cache, texts)
         except Exception as exc:  # an optimisation only: whatever went wrong, tag here
             log.debug("tagging in a worker failed (%s): tagging here", exc)
             return rt.tagger

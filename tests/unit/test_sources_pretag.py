@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from notifier.sources.hts import HtsKind
 from notifier.sources.rss import RssKind
 from notifier.sources.tagging import Tagger, default_gazetteer_path, load_gazetteer
 from notifier.sources.tagging.gazetteer import GazetteerFiles
-from notifier.sources.tagging.remote import StaleGazetteer, tag_remotely
+from notifier.sources.tagging.remote import StaleGazetteer, TagBatches, tag_remotely
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 FEED = FeedSection.model_validate({"id": "trade-news", "url": "https://news.example.test/feed"})
@@ -160,3 +161,59 @@ async def test_a_poll_tags_here_when_a_worker_would_not_pay_or_fails(tmp_path: P
         tagger=Tagger(load_gazetteer(default_gazetteer_path())), config=rt.config
     )
     assert await jobs._tagger(unknown, RssKind(), MANY, now=NOW) is unknown.tagger
+
+
+async def test_concurrent_polls_share_one_round_trip_and_get_their_own_tags() -> None:
+    tagger = Tagger.from_files()
+    assert tagger.files is not None
+    calls: list[int] = []
+
+    async def parse(fn: Any, *args: Any) -> Any:
+        calls.append(len(args[2]))
+        return fn(*args)
+
+    batches = TagBatches(parse, batch_texts=1000, wait_s=0.01)
+    requests = [[(f"steel from Japan, {n} percent", NOW)] * (n + 1) for n in range(5)]
+    answers = await asyncio.gather(*(batches.tag(tagger.files, None, r) for r in requests))
+    assert calls == [15]  # one round trip for the five polls
+    for request, answer in zip(requests, answers, strict=True):
+        assert answer == [tagger.tag(text, reference=ref) for text, ref in request]
+
+
+async def test_a_full_batch_goes_at_once_and_a_failure_reaches_every_poll() -> None:
+    tagger = Tagger.from_files()
+    assert tagger.files is not None
+    calls: list[int] = []
+
+    async def broken(fn: Any, *args: Any) -> Any:
+        calls.append(len(args[2]))
+        raise FetchError("the parse worker died (replaced)")
+
+    batches = TagBatches(broken, batch_texts=3, wait_s=60)  # the timer never fires here
+    texts = [("steel", NOW), ("aluminum", NOW)]
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(batches.tag(tagger.files, None, texts) for _ in range(2)), return_exceptions=True
+        ),
+        timeout=5,
+    )
+    assert calls == [4]
+    assert all(isinstance(r, FetchError) for r in results)
+
+
+async def test_a_poll_cancelled_while_waiting_leaves_the_others_their_tags() -> None:
+    tagger = Tagger.from_files()
+    assert tagger.files is not None
+    release = asyncio.Event()
+
+    async def slow(fn: Any, *args: Any) -> Any:
+        await release.wait()
+        return fn(*args)
+
+    batches = TagBatches(slow, wait_s=0)
+    gone = asyncio.ensure_future(batches.tag(tagger.files, None, [("steel", NOW)]))
+    kept = asyncio.ensure_future(batches.tag(tagger.files, None, [("Japan", NOW)]))
+    await asyncio.sleep(0.01)
+    gone.cancel()
+    release.set()
+    assert (await kept)[0].origins == ("JP",)
