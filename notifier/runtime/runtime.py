@@ -77,13 +77,15 @@ def _cached_renderer(override: Path | None, zone: str, stamp: int, cache: Path) 
 def build_tagger(config: Config) -> Tagger:
     paths = (default_gazetteer_path(), *(config.resolve(p) for p in config.model.tagging.gazetteer))
     stamps = tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in paths)
-    return _cached_tagger(paths, stamps)
+    return _cached_tagger(paths, stamps, config.state_dir / "cache" / "tagger")
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_tagger(paths: tuple[Path, ...], stamps: tuple[int, ...]) -> Tagger:
-    """Compiling the word lists costs ~0.3 s: once per set of files and their mtimes."""
-    return Tagger.from_files(*paths)
+def _cached_tagger(paths: tuple[Path, ...], stamps: tuple[int, ...], cache: Path) -> Tagger:
+    """Compiling the word lists costs ~0.3 s: once per set of files and their mtimes, and
+    their compiled code is kept in the state folder for the next process (as the parse
+    workers keep theirs: ``tagging/compiled.py``; best-effort)."""
+    return Tagger.from_files(*paths, cache_dir=cache)
 
 
 def config_secrets(config: Config) -> tuple[str, ...]:
