@@ -332,7 +332,6 @@ class Daemon(DeliveryWorker):
         ) as notifier:
             self.notifier = notifier
             self.jobs = Jobs(notifier)
-            freeze_heap()
             reloads: set[asyncio.Task[bool]] = set()
 
             def on_hup() -> None:
@@ -378,6 +377,9 @@ class Daemon(DeliveryWorker):
         )
         self.schedule.every(MEMORY_TRIM_EVERY, self._trim_job, "memory-trim")
         self.schedule.start()
+        # After the metrics' series of every subscriber exist (set_config), as a reload
+        # freezes after its own.
+        freeze_heap()
         log.info(
             "running: %d feeds, %d rules, %d subscribers",
             len(self.config.feeds),
