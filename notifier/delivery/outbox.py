@@ -57,7 +57,7 @@ RECORD_EVERY_S = 0.1
 #: Deliveries claimed ahead of the free senders, as a multiple of ``[delivery]
 #: concurrency``: each claim then serves many attempts, and senders do not run dry while
 #: a store round commits (``lease`` allows for the wait).
-CLAIM_AHEAD = 4
+CLAIM_AHEAD = 2
 #: Most targets whose shown form is remembered (one per subscriber and target).
 _MAX_SHOWN = 100_000
 #: The detail of a delivery not sent because its endpoint already answered 410 Gone.
