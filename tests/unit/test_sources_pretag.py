@@ -204,16 +204,17 @@ async def test_a_full_batch_goes_at_once_and_a_failure_reaches_every_poll() -> N
 async def test_a_poll_cancelled_while_waiting_leaves_the_others_their_tags() -> None:
     tagger = Tagger.from_files()
     assert tagger.files is not None
-    release = asyncio.Event()
+    release, sent = asyncio.Event(), asyncio.Event()
 
     async def slow(fn: Any, *args: Any) -> Any:
+        sent.set()
         await release.wait()
         return fn(*args)
 
     batches = TagBatches(slow, wait_s=0)
     gone = asyncio.ensure_future(batches.tag(tagger.files, None, [("steel", NOW)]))
     kept = asyncio.ensure_future(batches.tag(tagger.files, None, [("Japan", NOW)]))
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(sent.wait(), timeout=10)  # the batch is with the worker
     gone.cancel()
     release.set()
     assert (await kept)[0].origins == ("JP",)
