@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from notifier.errors import StoreError, StoreUnavailable
 from notifier.store import schema as t
-from notifier.store.dialect import Dialect, database_errors, dialect_for
+from notifier.store.dialect import Dialect, Step, database_errors, dialect_for
 from notifier.store.url import StateUrl, parse_state_url
 
 __all__ = ["Connector", "guarded", "in_chunks", "padded", "translate"]
@@ -106,6 +106,22 @@ class Connector:
                 await conn.execution_options(notifier_write=True)
                 async with conn.begin():
                     yield conn
+        except database_errors() as exc:
+            raise translate(exc, dialect=self.dialect, doing=WRITE) from None
+
+    async def write_steps(self, steps: Sequence[Step]) -> list[Any]:
+        """``steps`` as one write transaction; the rows of the last ``fetch`` step.
+
+        As :meth:`transaction`, but run by the driver in one call where it can
+        (``Dialect.run_transaction``): the outbox's store rounds."""
+        try:
+            async with self.dialect.write_lock(), self.engine.connect() as conn:
+                found = await self.dialect.run_transaction(conn, steps)
+                if found is not None:
+                    return found
+                await conn.execution_options(notifier_write=True)
+                async with conn.begin():
+                    return await self.dialect.run_steps(conn, steps)
         except database_errors() as exc:
             raise translate(exc, dialect=self.dialect, doing=WRITE) from None
 

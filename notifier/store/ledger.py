@@ -19,13 +19,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.store import schema as t
+from notifier.store.dialect import Step
 from notifier.store.engine import READ, Connector, guarded, in_chunks
 
 if TYPE_CHECKING:
     from notifier.store.dialect import Dialect
     from notifier.store.queue import AttemptRecord
 
-__all__ = ["LedgerQueries", "mask_target", "write_ledger"]
+__all__ = ["LedgerQueries", "ledger_step", "mask_target", "write_ledger"]
 
 PAGE = 1000
 
@@ -65,7 +66,20 @@ async def write_ledger(
     if not records:
         return
     about = await _metadata(conn, [r.delivery_id for r in records if r.event_type is None])
-    to_db = time or dialect.db_time
+    await dialect.execute_many(conn, _INSERT, ledger_rows(records, time or dialect.db_time, about))
+
+
+def ledger_step(records: Sequence[AttemptRecord], time: Callable[[datetime], Any]) -> Step:
+    """The ledger rows of ``records`` that all carry their metadata (``event_type`` set:
+    the outbox's), as a step of a store round."""
+    assert all(r.event_type is not None for r in records)
+    return Step(_INSERT, ledger_rows(records, time, {}))
+
+
+def ledger_rows(
+    records: Sequence[AttemptRecord], to_db: Callable[[datetime], Any], about: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """One ledger row per record; ``about`` holds the metadata read for those without."""
     rows_out = []
     for r in records:
         target = r.target_masked
@@ -91,7 +105,7 @@ async def write_ledger(
                 r.sha256,
             )
         )
-    await dialect.execute_many(conn, _INSERT, rows_out)
+    return rows_out
 
 
 async def _metadata(conn: AsyncConnection, delivery_ids: Sequence[str]) -> dict[str, Any]:

@@ -20,8 +20,16 @@ from notifier.core.model import Delivery, Event
 from notifier.store import schema as t
 from notifier.store.dialect import DIGEST_LOCK
 from notifier.store.engine import READ, WRITE, Connector, guarded, in_chunks, padded
-from notifier.store.ledger import write_ledger
-from notifier.store.queue_sql import claim_deliveries, insert_deliveries, record_results
+from notifier.store.ledger import ledger_step, write_ledger
+from notifier.store.queue_sql import (
+    Times,
+    claim_deliveries,
+    claim_step,
+    claimed,
+    insert_deliveries,
+    record_results,
+    result_steps,
+)
 
 __all__ = ["AttemptRecord", "QueueQueries"]
 
@@ -226,6 +234,18 @@ class QueueQueries(Connector):
         a sender's whole store round per wake-up is one commit. ``limit`` 0 claims none."""
         if not records and limit <= 0:
             return []
+        if all(r.event_type is not None for r in records):
+            # The outbox's rounds: every statement known up front, one driver call.
+            time = Times(self.dialect)
+            steps = [*result_steps(records, time), ledger_step(records, time)] if records else []
+            if limit > 0:
+                steps.append(
+                    claim_step(
+                        self.dialect, now=now, limit=limit, worker=worker, lease=lease, digest=False
+                    )
+                )
+            found = await self.write_steps(steps)
+            return claimed(self.dialect, found) if limit > 0 else []
         async with self.transaction() as conn:
             if records:
                 await self._record(conn, records)

@@ -23,12 +23,20 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.core.model import Delivery
-from notifier.store.dialect import Dialect
+from notifier.store.dialect import Dialect, Step
 
 if TYPE_CHECKING:
     from notifier.store.queue import AttemptRecord
 
-__all__ = ["claim_deliveries", "insert_deliveries", "record_results"]
+__all__ = [
+    "Times",
+    "claim_deliveries",
+    "claim_step",
+    "claimed",
+    "insert_deliveries",
+    "record_results",
+    "result_steps",
+]
 
 _COLUMNS = (
     "id, event_id, subscriber_id, channel, target, status, attempts, next_at, created_at, "
@@ -124,11 +132,22 @@ async def claim_deliveries(
     pick skips rows another instance's claim has locked, on SQLite the single writer
     serialises claims.
     """
+    step = claim_step(dialect, now=now, limit=limit, worker=worker, lease=lease, digest=digest)
+    return claimed(dialect, await dialect.fetch_all(conn, step.sql, step.rows[0]))
+
+
+def claim_step(
+    dialect: Dialect, *, now: datetime, limit: int, worker: str, lease: timedelta, digest: bool
+) -> Step:
+    """The claim of ``claim_deliveries`` as a step of a store round (``claimed`` reads
+    its rows)."""
     sql = _CLAIM.format(digest="NOT NULL" if digest else "NULL", lock=dialect.claim_lock)
     at = dialect.db_time(now)
-    found = await dialect.fetch_all(
-        conn, sql, (dialect.db_time(now + lease), worker, at, at, limit)
-    )
+    return Step(sql, [(dialect.db_time(now + lease), worker, at, at, limit)], fetch=True)
+
+
+def claimed(dialect: Dialect, found: Sequence[Any]) -> list[Delivery]:
+    """The deliveries of a claim's rows, earliest due first."""
     rows: list[Any] = sorted(found, key=lambda row: row[7])  # RETURNING keeps no order
     # A fan-out's rows share their instants: each distinct stored value is read once.
     seen: dict[Any, datetime | None] = {None: None}
@@ -169,6 +188,13 @@ async def record_results(
     time = Times(dialect)
     if not records:
         return time
+    for step in result_steps(records, time):
+        await dialect.execute_many(conn, step.sql, step.rows)
+    return time
+
+
+def result_steps(records: Sequence[AttemptRecord], time: Times) -> list[Step]:
+    """``record_results`` as steps of a store round: the statuses, then the attempts."""
     statuses = []
     attempts = []
     for r in records:
@@ -186,6 +212,4 @@ async def record_results(
             )
         )
         attempts.append((r.delivery_id, r.attempts, at, r.outcome, r.detail))
-    await dialect.execute_many(conn, _RESULT, statuses)
-    await dialect.execute_many(conn, _ATTEMPT, attempts)
-    return time
+    return [Step(_RESULT, statuses), Step(_ATTEMPT, attempts)]

@@ -5,6 +5,9 @@ claims, whichever path wrote a row."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
 
 from notifier.core.model import Delivery, Event
 from notifier.store import AttemptRecord, Store
@@ -142,3 +145,113 @@ async def test_a_recorded_attempt_moves_the_delivery_and_writes_its_rows(store: 
         assert (row["at"], row["sha256"]) == (sent_at, sha)
     assert (given["subscriber_id"], read["subscriber_id"]) == ("s1", "s2")
     assert read["target"] == "http://127.0.0.1/…"  # masked by the store when not given
+
+
+# --- the outbox's store round in one call ------------------------------------------------
+
+
+def _records(ev: Event, ds: list[Delivery], at: datetime) -> list[AttemptRecord]:
+    """One of each outcome a fan-out records (details with quotes, a line break, a
+    backslash and a non-ASCII letter, and none)."""
+    shapes = [
+        ("sent", "sent", None, "HTTP 204"),
+        ("retry", "queued", at + timedelta(minutes=5, microseconds=3), 'HTTP 503: "busy" \\ ü'),
+        ("retry", "dead", None, "connection failed: [Errno 111]\nrefused"),
+        ("gone", "failed", None, None),
+    ]
+    return [
+        AttemptRecord(
+            delivery_id=d.id,
+            at=at,
+            outcome=outcome,
+            status=status,
+            attempts=d.attempts + 1,
+            next_at=next_at,
+            detail=detail,
+            sha256=f"{n:x}" * 64,
+            target_masked="http://127.0.0.1/…",
+            event_id=ev.id,
+            event_type=ev.type,
+            subscriber_id=d.subscriber_id,
+            channel=d.channel,
+        )
+        for n, (d, (outcome, status, next_at, detail)) in enumerate(zip(ds, shapes, strict=True))
+    ]
+
+
+_IDS = ("id", "delivery_id", "event_id")
+
+
+async def _rounds(store: Store, ev: Event) -> tuple[list[Delivery], list[Delivery], list[Any]]:
+    """Four deliveries claimed by a round, recorded by the next (which claims the
+    retry when it is due), and what the store then holds of them."""
+    ds = [delivery(ev, n, next_at=NOW) for n in range(4)]
+    await emitted(store, ev, ds)
+    first = await store.record_and_claim([], now=NOW, limit=10, worker="w", lease=LEASE)
+    at = NOW + timedelta(seconds=1, microseconds=250)
+    records = _records(ev, sorted(first, key=lambda d: d.subscriber_id), at)
+    again = await store.record_and_claim(
+        records, now=at + timedelta(minutes=6), limit=10, worker="w2", lease=LEASE
+    )
+    rows: list[Any] = []
+    listed = {d.id: d for d, _ in await store.list_deliveries()}
+    for d in sorted(ds, key=lambda d: d.subscriber_id):
+        rows.append(listed[d.id])
+        attempts = await store.attempts_of(d.id)
+        rows.append([(a["attempt"], a["at"], a["outcome"], a["detail"]) for a in attempts])
+    ledger = sorted(
+        (r for r in await store.ledger() if r["event_id"] == ev.id),
+        key=lambda r: r["subscriber_id"],
+    )
+    rows.extend({k: v for k, v in r.items() if k not in _IDS} for r in ledger)
+    return first, again, rows
+
+
+async def test_the_outboxs_round_in_one_driver_call_writes_what_the_statements_do(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notifier.store import dialect as dialects
+
+    calls: list[int] = []
+    one_call = dialects._sqlite_transaction
+
+    def counted(database: Any, steps: Any) -> Any:
+        calls.append(len(steps))
+        return one_call(database, steps)
+
+    monkeypatch.setattr(dialects, "_sqlite_transaction", counted)
+    fast = await _rounds(store, event(1))
+    if store.dialect.name == "sqlite":
+        # Both rounds went to SQLite's thread as one job (results, attempts, ledger, claim).
+        assert calls == [1, 4]
+    else:
+        assert calls == []  # PostgreSQL runs the steps in a SQLAlchemy transaction
+
+    monkeypatch.setattr(type(store.dialect), "run_transaction", _not_in_one_call)
+    slow = await _rounds(store, event(2))
+
+    def same_shape(deliveries: list[Delivery]) -> list[tuple[Any, ...]]:
+        # Rows due at the same instant come in any order.
+        return sorted((d.subscriber_id, d.attempts, d.next_at, d.status) for d in deliveries)
+
+    assert same_shape(fast[0]) == same_shape(slow[0])
+    assert same_shape(fast[1]) == same_shape(slow[1]) and len(fast[1]) == 1  # the retry
+    strip = [_without_ids(row) for row in fast[2]], [_without_ids(row) for row in slow[2]]
+    assert strip[0] == strip[1]
+
+
+async def _not_in_one_call(self: Any, conn: Any, steps: Any) -> None:
+    return None
+
+
+def _without_ids(row: Any) -> Any:
+    if isinstance(row, Delivery):
+        return (
+            row.subscriber_id,
+            row.status,
+            row.attempts,
+            row.next_at,
+            row.last_error,
+            row.sent_at,
+        )
+    return row
