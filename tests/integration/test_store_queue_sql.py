@@ -210,7 +210,7 @@ async def _rounds(store: Store, ev: Event) -> tuple[list[Delivery], list[Deliver
 async def test_the_outboxs_round_in_one_driver_call_writes_what_the_statements_do(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from notifier.store import dialect as dialects
+    from notifier.store import sqlite_dialect as dialects
 
     calls: list[int] = []
     one_call = dialects._sqlite_transaction

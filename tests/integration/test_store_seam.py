@@ -21,7 +21,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from notifier.errors import StateUrlError, StoreError, StoreUnavailable
 from notifier.store import Store, instance_lock, parse_state_url
 from notifier.store import schema as t
-from notifier.store.dialect import PostgresDialect, SqliteDialect, dialect_for
+from notifier.store.dialect import dialect_for
+from notifier.store.postgres_dialect import PostgresDialect
+from notifier.store.sqlite_dialect import SqliteDialect
 from tests.conftest import PG_URL_ENV, pg_database
 
 NOW = datetime(2025, 5, 3, 4, 1, tzinfo=UTC)
