@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import marshal
+import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from notifier.sources.tagging import Tagger
-from notifier.sources.tagging.compiled import MIN_CACHED_CHARS, compile_cached
+from notifier.sources.tagging.compiled import MIN_CACHED_CHARS, STALE_AFTER_S, compile_cached
 
 # Long enough to be cached; groups, named groups, lookarounds and classes all used.
 PATTERN = (
@@ -110,3 +111,27 @@ def test_processes_missing_the_same_file_compile_it_once(
     assert calls == [1]
     for pattern in patterns:
         assert spans(pattern, TEXTS[0]) == spans(re.compile(PATTERN), TEXTS[0])
+
+
+def test_a_new_file_sweeps_out_files_no_process_loaded_for_a_month(tmp_path: Path) -> None:
+    compile_cached(PATTERN, tmp_path)
+    (used,) = tmp_path.glob("*.sre")
+    long_ago = time.time() - STALE_AFTER_S - 3600
+    for name in ("old-lists", "old-python"):
+        (tmp_path / f"{name}.sre").write_bytes(b"from an earlier version")
+        (tmp_path / f"{name}.lock").write_bytes(b"")
+    recent = tmp_path / "recent.sre"
+    recent.write_bytes(b"another config's lists, loaded yesterday")
+    os.utime(recent, (time.time() - 86_400,) * 2)
+    for name in ("old-lists", "old-python"):
+        os.utime(tmp_path / f"{name}.sre", (long_ago, long_ago))
+    os.utime(used, (long_ago, long_ago))
+    compile_cached(PATTERN, tmp_path)  # loaded: touched, so no longer stale
+    assert used.stat().st_mtime > long_ago + 3600
+    assert (tmp_path / "old-lists.sre").exists()  # nothing is swept on a load
+
+    compile_cached(PATTERN.replace("w0001", "v0001"), tmp_path)  # a new file is written
+    left = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
+    assert len(left) == 3 and used.name in left and "recent.sre" in left, left
+    assert not (tmp_path / "old-lists.lock").exists()
+    assert not (tmp_path / "old-python.sre").exists()

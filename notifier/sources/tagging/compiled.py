@@ -10,7 +10,9 @@ the interpreter's regex engine; ``_sre`` validates the code it is given.
 Best-effort: a folder that cannot be read or written, a damaged file or an interpreter
 whose ``re`` internals differ means compiling as usual, never a failed start. Processes
 missing the same file take turns (a lock file beside it): the first compiles, the others
-load its work.
+load its work. A file is touched when it is loaded; when a new one is written (new word
+lists, a new Python), files no process has loaded for ``STALE_AFTER_S`` go, so the
+folder does not grow with every upgrade.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import marshal
 import os
 import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,8 @@ __all__ = ["compile_cached"]
 
 # Smaller patterns compile in well under a millisecond: not worth a file.
 MIN_CACHED_CHARS = 4096
+# A cache file not loaded for this long belongs to word lists or a Python no longer run.
+STALE_AFTER_S = 30 * 86_400
 
 
 def compile_cached(pattern: str, cache_dir: Path | None) -> re.Pattern[str]:
@@ -68,6 +73,8 @@ def _from_file(pattern: str, path: Path, digest: str) -> re.Pattern[str] | None:
     except (RuntimeError, TypeError, ValueError, OverflowError):  # invalid SRE code
         log.debug("regex cache %s is damaged: compiling anew", path)
         return None
+    with contextlib.suppress(OSError):  # in use: not stale (a read-only folder stays)
+        os.utime(path)
     return compiled
 
 
@@ -133,3 +140,16 @@ def _store(path: Path, digest: str, record: tuple[Any, ...]) -> None:
         log.debug("regex cache %s not written: %s", path, exc)
         with contextlib.suppress(OSError):
             temporary.unlink()
+        return
+    _prune(path.parent, keep=path)
+
+
+def _prune(folder: Path, *, keep: Path) -> None:
+    """Remove the cache files (and their locks) not loaded for ``STALE_AFTER_S``."""
+    stale_before = time.time() - STALE_AFTER_S
+    with contextlib.suppress(OSError):
+        for old in folder.glob("*.sre"):
+            with contextlib.suppress(OSError):
+                if old != keep and old.stat().st_mtime < stale_before:
+                    old.unlink()
+                    old.with_suffix(".lock").unlink(missing_ok=True)
