@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import marshal
 import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,14 +100,25 @@ def test_processes_missing_the_same_file_compile_it_once(
     # opens the lock file anew.
     from notifier.sources.tagging import compiled
 
-    real = compiled._compile_into
+    real_compile, real_flock = compiled._compile_into, fcntl.flock
     calls: list[int] = []
+    asked = threading.Condition()
+    waiting = [0]  # threads that asked for the lock
+
+    def flock(fd: Any, operation: int) -> None:
+        with asked:
+            waiting[0] += 1
+            asked.notify_all()
+        real_flock(fd, operation)
 
     def counting(pattern: str, path: Path, digest: str) -> re.Pattern[str]:
         calls.append(1)
-        time.sleep(0.2)  # the others arrive while this one compiles
-        return real(pattern, path, digest)
+        # The lock's holder compiles only once the other three wait for the lock.
+        with asked:
+            assert asked.wait_for(lambda: waiting[0] == 4, timeout=10), waiting
+        return real_compile(pattern, path, digest)
 
+    monkeypatch.setattr(fcntl, "flock", flock)
     monkeypatch.setattr(compiled, "_compile_into", counting)
     with ThreadPoolExecutor(4) as pool:
         patterns = list(pool.map(lambda _: compile_cached(PATTERN, tmp_path), range(4)))
