@@ -73,6 +73,18 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(os.urandom(24)).decode()
 
 
+def steal_s() -> float:
+    """CPU seconds the hypervisor gave to others so far, all cores (``/proc/stat``'s
+    ``steal``; 0 where it is not reported). A round's share of it says whether the
+    machine was itself while it ran: these virtual machines share their host."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def children_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime

@@ -40,6 +40,7 @@ from _common import (
     notifier_command,
     run_timed,
     show,
+    steal_s,
     write_result,
 )
 from peers import FeedServer, SmtpSink, feed_body
@@ -241,6 +242,7 @@ def one_round(
     sides = [("rss2email", run_rss2email), ("ours", run_ours)]
     for name, runner in sides[first:] + sides[:first]:
         folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
+        stolen = steal_s()
         try:
             result = runner(folder, feeds=fs, smtp=smtp, count=args.feeds)
             if not smtp.wait_for(emails, timeout_s=30) or smtp.count() != emails:
@@ -254,8 +256,14 @@ def one_round(
             "wall_s": round(result["wall_s"], 3),
             "cpu_s": round(result["cpu_s"], 3),
             "sink_rate_per_s": round(sink_rate(smtp, emails), 1),
+            # CPU time the host took from this machine during the round (both cores).
+            "steal_s": round(steal_s() - stolen, 2),
         }
-        print(f"  {name}: {result['wall_s']:.2f} s wall, {result['cpu_s']:.2f} s CPU", flush=True)
+        print(
+            f"  {name}: {result['wall_s']:.2f} s wall, {result['cpu_s']:.2f} s CPU, "
+            f"{row[name]['steal_s']:.2f} s stolen",
+            flush=True,
+        )
         shutil.rmtree(folder, ignore_errors=True)
     return row
 
