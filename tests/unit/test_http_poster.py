@@ -1,5 +1,5 @@
 """``HttpPoster.post`` never raises, whatever the target: a URL aiohttp or yarl refuses
-is a result for the delivery log, and a parsed target is reused for later posts."""
+is a result for the delivery log."""
 
 from __future__ import annotations
 
@@ -27,10 +27,3 @@ async def test_a_target_that_cannot_be_posted_to_is_a_result_not_an_exception() 
             "invalid webhook URL (http or https only)",
         ), result
         assert result.sha256 is not None  # the hash of what would have been sent
-
-
-async def test_a_target_is_parsed_once() -> None:
-    poster = HttpPoster(timeout_s=2.0)
-    first = poster._url("http://127.0.0.1:8080/h/1?a=b%20c")
-    assert poster._url("http://127.0.0.1:8080/h/1?a=b%20c") is first
-    assert str(first) == "http://127.0.0.1:8080/h/1?a=b%20c"

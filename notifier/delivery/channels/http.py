@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import aiohttp
-from yarl import URL
 
 from notifier.core.model import SendResult
 from notifier.delivery.channels.base import clip_detail, sha256_hex
@@ -40,8 +39,6 @@ DEFAULT_USER_AGENT = "tariff-notifier/0.1"
 _SNIPPET_BYTES = 200  # of a failure's response body, for the delivery log
 _RETRY_STATUSES = frozenset({408, 429})
 _MAX_HASHED_BODIES = 64
-#: Targets whose parsed URL is kept (one per subscriber endpoint).
-_MAX_PARSED_URLS = 100_000
 
 
 def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
@@ -117,7 +114,6 @@ class HttpPoster:
         self._own_session = session is None
         self.base_headers = {"Content-Type": "application/json", "User-Agent": user_agent}
         self._hashes: dict[bytes, str] = {}
-        self._urls: dict[str, URL] = {}
 
     async def open(self) -> None:
         if self._session is None or (self._own_session and self._session.closed):
@@ -147,11 +143,7 @@ class HttpPoster:
         # One coroutine around the request (no helper to resume at each of its steps).
         try:
             async with self._session.post(
-                self._url(url),
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=self._timeout,
+                url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
             ) as response:
                 status = response.status
                 if 200 <= status <= 299:
@@ -172,21 +164,6 @@ class HttpPoster:
             log.warning("webhook send failed unexpectedly", exc_info=True)
             result = SendResult("retry", clip_detail(f"unexpected {type(exc).__name__}"))
         return dataclasses.replace(result, sha256=digest)
-
-    def _url(self, url: str) -> URL:
-        """``url`` parsed as aiohttp would parse it, once per target: a fan-out posts to
-        the same endpoints again and again (aiohttp reuses a ``URL`` it is given). What
-        yarl refuses is ``InvalidURL``, as aiohttp makes it."""
-        parsed = self._urls.get(url)
-        if parsed is None:
-            try:
-                parsed = URL(url)
-            except ValueError as exc:
-                raise aiohttp.InvalidURL(url) from exc
-            if len(self._urls) >= _MAX_PARSED_URLS:
-                self._urls.clear()
-            self._urls[url] = parsed
-        return parsed
 
     def _sha256(self, body: bytes) -> str:
         """``sha256_hex(body)``, once per body: a fan-out sends one body to every

@@ -26,9 +26,7 @@ from notifier.core.model import SendResult, WebhookMessage
 from notifier.delivery.channels.base import Outgoing
 from notifier.delivery.channels.http import DEFAULT_USER_AGENT, HttpPoster
 
-#: Secrets whose key is kept decoded: one per subscriber, as many as a fan-out reaches
-#: (at 1,024 a fan-out to 5,000 subscribers emptied it every 1,024 and decoded each).
-_MAX_CACHED_SECRETS = 100_000
+_MAX_CACHED_SECRETS = 1024
 
 
 class WebhookChannel:
