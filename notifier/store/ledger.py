@@ -71,8 +71,8 @@ async def write_ledger(
 
 def ledger_step(records: Sequence[AttemptRecord], time: Callable[[datetime], Any]) -> Step:
     """The ledger rows of ``records`` that all carry their metadata (``event_type`` set:
-    the outbox's), as a step of a store round."""
-    assert all(r.event_type is not None for r in records)
+    the outbox's; the caller checks, ``QueueQueries.record_and_claim``), as a step of a
+    store round."""
     return Step(_INSERT, ledger_rows(records, time, {}))
 
 
